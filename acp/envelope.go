@@ -1,0 +1,148 @@
+// Package acp holds the wire pieces of ACP (Agent Client Protocol) over
+// HTTP that both the server and the SDK need: classifying raw JSON-RPC
+// envelopes without re-encoding them, and the synthetic notifications the
+// server adds to an agent's stream.
+package acp
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+)
+
+// Kind classifies a JSON-RPC envelope.
+type Kind int
+
+const (
+	// Request has a method and an id (a null id counts, as upstream).
+	Request Kind = iota + 1
+	// Notification has a method and no id.
+	Notification
+	// Response has an id and no method (result or error).
+	Response
+	// Other is any other object ({} included).
+	Other
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Request:
+		return "request"
+	case Notification:
+		return "notification"
+	case Response:
+		return "response"
+	}
+	return "other"
+}
+
+// Envelope is the routing view of one JSON-RPC message. ID holds the raw
+// bytes of the id exactly as sent, so 0, 1, "1" and UUID strings stay
+// distinct and are echoed back untouched.
+type Envelope struct {
+	Kind   Kind
+	ID     json.RawMessage
+	Method string
+}
+
+// ErrNotObject is returned for valid JSON that is not an object.
+var ErrNotObject = errors.New("request body must be a JSON-RPC object")
+
+type probe struct {
+	ID     json.RawMessage `json:"id"`
+	Method json.RawMessage `json:"method"`
+}
+
+// Parse classifies raw (which must be one JSON value). It returns a
+// *json.SyntaxError for malformed JSON and ErrNotObject for non-objects.
+func Parse(raw []byte) (Envelope, error) {
+	t := bytes.TrimLeft(raw, " \t\r\n")
+	if len(t) == 0 || t[0] != '{' {
+		if !json.Valid(raw) {
+			return Envelope{}, json.Unmarshal(raw, new(any))
+		}
+		return Envelope{}, ErrNotObject
+	}
+	var p probe
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return Envelope{}, err
+	}
+	env := Envelope{ID: p.ID}
+	if p.Method != nil {
+		var m string
+		if json.Unmarshal(p.Method, &m) == nil {
+			env.Method = m
+		}
+	}
+	switch {
+	case p.Method != nil && p.ID != nil:
+		env.Kind = Request
+	case p.Method != nil:
+		env.Kind = Notification
+	case p.ID != nil:
+		env.Kind = Response
+	default:
+		env.Kind = Other
+	}
+	return env, nil
+}
+
+// IDKey is the map key for an id: its compact JSON form, so numbers and
+// strings never collide ("1" vs 1) and whitespace does not matter.
+func IDKey(id json.RawMessage) string {
+	if len(id) == 0 {
+		return ""
+	}
+	var b bytes.Buffer
+	if json.Compact(&b, id) != nil {
+		return string(id)
+	}
+	return b.String()
+}
+
+// Synthetic notifications the server adds to an agent's stream.
+const (
+	// MethodAgentExited is published once when the agent process ends:
+	// params {"code": int|null, "success": bool, "signal"?: string}.
+	MethodAgentExited = "_adapter/agent_exited"
+	// MethodInvalidStdout wraps a stdout line that is not a JSON object:
+	// params {"error": string, "raw": string}.
+	MethodInvalidStdout = "_adapter/invalid_stdout"
+	// MethodGap tells a resuming SSE reader that events were dropped from
+	// the replay buffer before it came back: params {"afterEventId",
+	// "nextEventId", "missedEvents"}. It carries no SSE id.
+	MethodGap = "_adapter/gap"
+)
+
+// AgentExitedParams is the payload of MethodAgentExited.
+type AgentExitedParams struct {
+	Code    *int   `json:"code"`
+	Success bool   `json:"success"`
+	Signal  string `json:"signal,omitempty"`
+}
+
+// InvalidStdoutParams is the payload of MethodInvalidStdout.
+type InvalidStdoutParams struct {
+	Error string `json:"error"`
+	Raw   string `json:"raw"`
+}
+
+// GapParams is the payload of MethodGap.
+type GapParams struct {
+	AfterEventID uint64 `json:"afterEventId"`
+	NextEventID  uint64 `json:"nextEventId"`
+	MissedEvents uint64 `json:"missedEvents"`
+}
+
+// Notify builds a compact notification envelope.
+func Notify(method string, params any) []byte {
+	b, err := json.Marshal(struct {
+		JSONRPC string `json:"jsonrpc"`
+		Method  string `json:"method"`
+		Params  any    `json:"params"`
+	}{"2.0", method, params})
+	if err != nil {
+		panic("acp: marshal synthetic notification: " + err.Error())
+	}
+	return b
+}

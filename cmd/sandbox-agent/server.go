@@ -1,0 +1,161 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/sandbox-agent-go/sandbox-agent/internal/agents"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/app"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/server"
+)
+
+type serverFlags struct {
+	host           string
+	port           int
+	corsOrigins    []string
+	corsMethods    []string
+	corsHeaders    []string
+	corsCreds      bool
+	noTelemetry    bool
+	logFormat      string
+	logLevel       string
+	maxBodyBytes   int64
+	allowedHosts   []string
+	requestTimeout time.Duration
+	dataDir        string
+}
+
+// envDefaults lets every server flag come from the environment; an explicit
+// flag wins over the variable.
+var serverEnv = map[string]string{
+	"host":                   "SANDBOX_AGENT_HOST",
+	"port":                   "SANDBOX_AGENT_PORT",
+	"token":                  "SANDBOX_AGENT_TOKEN",
+	"cors-allow-origin":      "SANDBOX_AGENT_CORS_ALLOW_ORIGIN",
+	"cors-allow-method":      "SANDBOX_AGENT_CORS_ALLOW_METHOD",
+	"cors-allow-header":      "SANDBOX_AGENT_CORS_ALLOW_HEADER",
+	"cors-allow-credentials": "SANDBOX_AGENT_CORS_ALLOW_CREDENTIALS",
+	"log-format":             "SANDBOX_AGENT_LOG_FORMAT",
+	"log-level":              "SANDBOX_AGENT_LOG_LEVEL",
+	"max-body-bytes":         "SANDBOX_AGENT_MAX_BODY_BYTES",
+	"allowed-host":           "SANDBOX_AGENT_ALLOWED_HOSTS",
+	"data-dir":               "SANDBOX_AGENT_DATA_DIR",
+}
+
+func applyEnv(fs *pflag.FlagSet, env map[string]string) error {
+	for name, key := range env {
+		v, ok := os.LookupEnv(key)
+		f := fs.Lookup(name)
+		if !ok || f == nil || f.Changed {
+			continue
+		}
+		if sv, isSlice := f.Value.(pflag.SliceValue); isSlice {
+			var items []string
+			for it := range strings.SplitSeq(v, ",") {
+				if it = strings.TrimSpace(it); it != "" {
+					items = append(items, it)
+				}
+			}
+			if err := sv.Replace(items); err != nil {
+				return fmt.Errorf("%s: %w", key, err)
+			}
+		} else if err := fs.Set(name, v); err != nil {
+			return fmt.Errorf("%s: %w", key, err)
+		}
+		f.Changed = true
+	}
+	return nil
+}
+
+func newServerCmd(g *globalFlags) *cobra.Command {
+	f := &serverFlags{}
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the sandbox agent HTTP server",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			fs := cmd.Flags()
+			if err := applyEnv(fs, serverEnv); err != nil {
+				return &usageError{err.Error()}
+			}
+			log, err := newLogger(cmd.ErrOrStderr(), f.logFormat, f.logLevel)
+			if err != nil {
+				return &usageError{err.Error()}
+			}
+			timeout := f.requestTimeout
+			if ms, ok := os.LookupEnv("SANDBOX_AGENT_ACP_REQUEST_TIMEOUT_MS"); ok && !fs.Changed("acp-request-timeout") {
+				n, err := strconv.Atoi(ms)
+				if err != nil || n <= 0 {
+					return &usageError{"SANDBOX_AGENT_ACP_REQUEST_TIMEOUT_MS must be a positive integer"}
+				}
+				timeout = time.Duration(n) * time.Millisecond
+			}
+			cfg := app.Config{
+				Version: version,
+				Logger:  log,
+				HTTP: server.Config{
+					Token:           g.token,
+					AuthEnabled:     fs.Changed("token"), // --token wins over --no-token, as upstream
+					CORSOrigins:     f.corsOrigins,
+					CORSMethods:     f.corsMethods,
+					CORSHeaders:     f.corsHeaders,
+					CORSCredentials: f.corsCreds,
+					MaxBodyBytes:    f.maxBodyBytes,
+					AllowedHosts:    f.allowedHosts,
+				},
+				Agents: agents.Options{DataDir: f.dataDir, RequirePreinstall: agents.EnvRequirePreinstall()},
+			}
+			cfg.ACP.RequestTimeout = timeout
+			a, err := app.New(cfg)
+			if err != nil {
+				return err
+			}
+			addr := net.JoinHostPort(f.host, strconv.Itoa(f.port))
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return fmt.Errorf("listen on %s: %w", addr, err)
+			}
+			url := "http://" + ln.Addr().String()
+			log.Info("server listening", "url", url, "auth", cfg.HTTP.AuthEnabled, "version", version)
+			return a.Serve(cmd.Context(), ln)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVarP(&f.host, "host", "H", "127.0.0.1", "address to listen on")
+	fs.IntVarP(&f.port, "port", "p", 2468, "port to listen on (0 picks a free port)")
+	fs.StringArrayVarP(&f.corsOrigins, "cors-allow-origin", "O", nil, "allowed CORS origin (exact match; repeatable)")
+	fs.StringArrayVarP(&f.corsMethods, "cors-allow-method", "M", nil, "allowed CORS method (repeatable; default *)")
+	fs.StringArrayVarP(&f.corsHeaders, "cors-allow-header", "A", nil, "allowed CORS header (repeatable; default *)")
+	fs.BoolVarP(&f.corsCreds, "cors-allow-credentials", "C", false, "send Access-Control-Allow-Credentials: true")
+	fs.BoolVar(&f.noTelemetry, "no-telemetry", false, "accepted for compatibility; this server sends no telemetry")
+	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.Int64Var(&f.maxBodyBytes, "max-body-bytes", server.DefaultMaxBodyBytes, "limit for buffered JSON request bodies")
+	fs.StringArrayVar(&f.allowedHosts, "allowed-host", nil, "accept only requests whose Host is listed (DNS-rebinding guard; repeatable)")
+	fs.DurationVar(&f.requestTimeout, "acp-request-timeout", 5*time.Minute, "how long an ACP request may wait for the agent before 504 (env SANDBOX_AGENT_ACP_REQUEST_TIMEOUT_MS)")
+	fs.StringVar(&f.dataDir, "data-dir", "", "data directory for installed agents (default $XDG_DATA_HOME/sandbox-agent or ~/.local/share/sandbox-agent)")
+	return cmd
+}
+
+func newLogger(w interface{ Write([]byte) (int, error) }, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("invalid --log-level %q", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("invalid --log-format %q: want text or json", format)
+}

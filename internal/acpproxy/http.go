@@ -1,0 +1,203 @@
+package acpproxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sandbox-agent-go/sandbox-agent/acp"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/httpjson"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/problem"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/server"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/sse"
+)
+
+// Routes returns the /v1/acp routes.
+func (r *Registry) Routes() []server.Route {
+	return []server.Route{
+		{Method: http.MethodGet, Pattern: "/v1/acp", Handler: r.handleList},
+		{Method: http.MethodPost, Pattern: "/v1/acp/{server_id}", Handler: r.handlePost},
+		{Method: http.MethodGet, Pattern: "/v1/acp/{server_id}", Handler: r.handleStream},
+		{Method: http.MethodDelete, Pattern: "/v1/acp/{server_id}", Handler: r.handleDelete},
+	}
+}
+
+func (r *Registry) handleList(w http.ResponseWriter, req *http.Request) {
+	httpjson.Write(w, http.StatusOK, map[string]any{"servers": r.List()})
+}
+
+// accepts reports whether an Accept header allows one of the media types.
+// An absent header accepts anything; parameters and q-values are ignored.
+func accepts(header string, types ...string) bool {
+	if strings.TrimSpace(header) == "" {
+		return true
+	}
+	for part := range strings.SplitSeq(header, ",") {
+		mt := strings.TrimSpace(part)
+		if i := strings.IndexByte(mt, ';'); i >= 0 {
+			mt = strings.TrimSpace(mt[:i])
+		}
+		for _, t := range types {
+			if strings.EqualFold(mt, t) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (r *Registry) handlePost(w http.ResponseWriter, req *http.Request) {
+	id := req.PathValue("server_id")
+	mt, _, _ := mime.ParseMediaType(req.Header.Get("Content-Type"))
+	if !strings.EqualFold(mt, "application/json") {
+		problem.Write(w, problem.UnsupportedMedia("content-type must be application/json"))
+		return
+	}
+	if !accepts(req.Header.Get("Accept"), "application/json", "*/*", "application/*") {
+		problem.Write(w, problem.NotAcceptableMsg("accept must allow application/json"))
+		return
+	}
+	body, err := httpjson.ReadBody(req)
+	if err != nil {
+		httpjson.Error(w, err)
+		return
+	}
+	var line bytes.Buffer
+	if err := json.Compact(&line, body); err != nil {
+		problem.Write(w, problem.Invalid("invalid JSON body: "+err.Error()))
+		return
+	}
+	agent := ""
+	if v, ok := req.URL.Query()["agent"]; ok {
+		agent = v[0]
+		if !r.opts.Launcher.Known(agent) {
+			problem.Write(w, problem.Unsupported(agent))
+			return
+		}
+	}
+	inst, err := r.Resolve(req.Context(), id, agent)
+	if err != nil {
+		problem.WriteError(w, err)
+		return
+	}
+	env, err := acp.Parse(line.Bytes())
+	if err != nil {
+		problem.Write(w, problem.Invalid(acp.ErrNotObject.Error()))
+		return
+	}
+	if env.Kind != acp.Request {
+		if err := inst.write(req.Context(), line.Bytes()); err != nil {
+			problem.WriteError(w, inst.writeError(err))
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+		return
+	}
+	resp, err := inst.call(req.Context(), env.ID, line.Bytes())
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return // the client went away; nobody to answer
+		}
+		problem.WriteError(w, err)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(resp)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(resp)
+}
+
+// Batching bounds for one SSE write.
+const (
+	maxBatch      = 512
+	maxBatchBytes = 1 << 20
+)
+
+func (r *Registry) handleStream(w http.ResponseWriter, req *http.Request) {
+	if !accepts(req.Header.Get("Accept"), "text/event-stream", "*/*", "text/*") {
+		problem.Write(w, problem.NotAcceptableMsg("accept must allow text/event-stream"))
+		return
+	}
+	var lastID uint64
+	hasLast := false
+	if v := strings.TrimSpace(req.Header.Get("Last-Event-ID")); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			problem.Write(w, problem.Invalid("Last-Event-ID must be a positive integer"))
+			return
+		}
+		lastID, hasLast = n, true
+	}
+	id := req.PathValue("server_id")
+	inst, ok := r.Get(id)
+	if !ok {
+		problem.Write(w, problem.Session(id))
+		return
+	}
+	inst.serveStream(w, req, lastID, hasLast)
+}
+
+func (in *Instance) serveStream(w http.ResponseWriter, req *http.Request, lastID uint64, hasLast bool) {
+	st := in.stream
+	rd, gap := st.subscribe(lastID, hasLast)
+	defer st.unsubscribe(rd)
+	sw, err := sse.Start(w)
+	if err != nil {
+		return
+	}
+	rc := http.NewResponseController(w)
+	if gap != nil {
+		sw.Event("message", 0, acp.Notify(acp.MethodGap, acp.GapParams{AfterEventID: gap.after, NextEventID: gap.next, MissedEvents: gap.missed}))
+	}
+	hb := time.NewTicker(in.opts.Heartbeat)
+	defer hb.Stop()
+	batch := make([]entry, 0, maxBatch)
+	for {
+		var wait <-chan struct{}
+		batch, wait = st.next(rd, batch[:0], maxBatch, maxBatchBytes)
+		for _, e := range batch {
+			sw.Event("message", e.seq, e.data)
+		}
+		if sw.Buffered() > 0 {
+			// A reader that cannot take a batch within the slow-reader
+			// timeout is cut off instead of stalling the agent.
+			_ = rc.SetWriteDeadline(time.Now().Add(in.opts.SlowReaderTimeout))
+			if err := sw.Flush(); err != nil {
+				return
+			}
+		}
+		if len(batch) > 0 {
+			continue
+		}
+		if wait == nil { // cut off or server closed
+			return
+		}
+		select {
+		case <-wait:
+		case <-hb.C:
+			sw.Comment("heartbeat")
+		case <-rd.cutCh:
+			return
+		case <-st.doneCh:
+			return
+		case <-req.Context().Done():
+			return
+		}
+	}
+}
+
+func (r *Registry) handleDelete(w http.ResponseWriter, req *http.Request) {
+	// The response is bounded whatever the agent does: close escalates to
+	// SIGKILL after KillGrace.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(req.Context()), 5*time.Second)
+	defer cancel()
+	r.Delete(ctx, req.PathValue("server_id"))
+	w.WriteHeader(http.StatusNoContent)
+}

@@ -1,0 +1,410 @@
+package acpproxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/sandbox-agent-go/sandbox-agent/acp"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/problem"
+)
+
+// Instance is one ACP server: an agent process speaking NDJSON JSON-RPC on
+// stdio, addressed by a client-chosen server id.
+type Instance struct {
+	id        string
+	agent     string
+	createdAt time.Time
+	opts      *Options
+	log       *slog.Logger
+
+	cmd    *exec.Cmd
+	stdin  *os.File
+	stdout *os.File
+	pgid   int
+
+	writeMu sync.Mutex
+
+	pendMu  sync.Mutex
+	pending map[string]chan []byte
+
+	stream *stream
+	stderr *tailBuffer
+
+	exitedCh  chan struct{} // closed once the agent has exited and stdout is drained
+	exitCode  *int
+	exitSig   string
+	reapedCh  chan struct{} // closed when cmd.Wait returned
+	readersWG sync.WaitGroup
+
+	closeOnce sync.Once
+}
+
+// start launches cmd as a new process group and begins reading its output.
+func start(id, agent string, cmd *exec.Cmd, opts *Options) (*Instance, error) {
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		inR.Close()
+		inW.Close()
+		return nil, err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		inR.Close()
+		inW.Close()
+		outR.Close()
+		outW.Close()
+		return nil, err
+	}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true
+	err = cmd.Start()
+	// The child owns its ends now; ours must close so EOF propagates.
+	inR.Close()
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		inW.Close()
+		outR.Close()
+		errR.Close()
+		return nil, err
+	}
+	in := &Instance{
+		id: id, agent: agent, createdAt: time.Now(), opts: opts,
+		log:      opts.Logger.With("server_id", id, "agent", agent, "pid", cmd.Process.Pid),
+		cmd:      cmd,
+		stdin:    inW,
+		stdout:   outR,
+		pgid:     cmd.Process.Pid,
+		pending:  map[string]chan []byte{},
+		stream:   newStream(opts.ReplayBuffer, opts.ReplayMaxBytes, opts.SlowReaderTimeout),
+		stderr:   newTailBuffer(opts.StderrTailBytes),
+		exitedCh: make(chan struct{}),
+		reapedCh: make(chan struct{}),
+	}
+	in.log.Info("agent process started")
+	in.readersWG.Add(2)
+	stdoutDone := make(chan struct{})
+	go func() {
+		defer in.readersWG.Done()
+		defer close(stdoutDone)
+		in.readStdout(outR)
+	}()
+	go func() {
+		defer in.readersWG.Done()
+		in.readStderr(errR)
+	}()
+	go in.reap(stdoutDone)
+	return in, nil
+}
+
+// reap waits for the agent, cleans up its process group, drains stdout and
+// then announces the exit to readers and pending requests.
+func (in *Instance) reap(stdoutDone <-chan struct{}) {
+	err := in.cmd.Wait()
+	close(in.reapedCh)
+	// Children the agent left behind would keep the stdout pipe open and
+	// outlive it; the group dies with its leader.
+	_ = syscall.Kill(-in.pgid, syscall.SIGKILL)
+	select {
+	case <-stdoutDone:
+	case <-time.After(2 * time.Second):
+		// Something outside the group holds the pipe; stop reading.
+		_ = in.stdout.SetReadDeadline(time.Now())
+		<-stdoutDone
+	}
+	ps := in.cmd.ProcessState
+	p := acp.AgentExitedParams{Success: err == nil && ps != nil && ps.Success()}
+	if ps != nil {
+		if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			p.Signal = ws.Signal().String()
+		} else {
+			c := ps.ExitCode()
+			p.Code = &c
+		}
+	}
+	in.exitCode, in.exitSig = p.Code, p.Signal
+	if p.Code != nil {
+		in.log.Info("agent process exited", "code", *p.Code)
+	} else {
+		in.log.Info("agent process exited", "signal", p.Signal)
+	}
+	_, _ = in.stream.publish(acp.Notify(acp.MethodAgentExited, p))
+	close(in.exitedCh)
+	_ = in.stdin.Close()
+}
+
+func (in *Instance) readStdout(r io.Reader) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	for {
+		line, tooLong, err := readLine(br, in.opts.MaxLineBytes)
+		if len(line) > 0 || tooLong {
+			in.handleLine(line, tooLong)
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// readLine returns one line without its terminator. A line longer than max
+// is consumed to its end and reported with tooLong (and its first max bytes).
+func readLine(br *bufio.Reader, max int) (line []byte, tooLong bool, err error) {
+	for {
+		chunk, e := br.ReadSlice('\n')
+		if !tooLong {
+			if len(line)+len(chunk) > max+1 {
+				keep := max - len(line)
+				if keep > 0 {
+					line = append(line, chunk[:keep]...)
+				}
+				tooLong = true
+			} else {
+				line = append(line, chunk...)
+			}
+		}
+		if e == bufio.ErrBufferFull {
+			continue
+		}
+		if !tooLong {
+			line = bytes.TrimSuffix(line, []byte{'\n'})
+		}
+		return line, tooLong, e
+	}
+}
+
+func (in *Instance) handleLine(line []byte, tooLong bool) {
+	t := bytes.TrimSpace(line)
+	if len(t) == 0 && !tooLong {
+		return
+	}
+	if tooLong {
+		in.publishInvalid(fmt.Sprintf("line exceeds %d bytes", in.opts.MaxLineBytes), t)
+		return
+	}
+	env, err := acp.Parse(t)
+	if err != nil {
+		in.publishInvalid(err.Error(), t)
+		return
+	}
+	// The line is published as read: never re-encoded. It must be copied
+	// because the reader's buffer is reused.
+	data := bytes.Clone(t)
+	if env.Kind == acp.Response {
+		key := acp.IDKey(env.ID)
+		in.pendMu.Lock()
+		ch, ok := in.pending[key]
+		if ok {
+			delete(in.pending, key)
+		}
+		in.pendMu.Unlock()
+		if ok {
+			ch <- data
+		}
+	}
+	if _, err := in.stream.publish(data); err != nil {
+		return
+	}
+}
+
+const maxInvalidRaw = 64 << 10
+
+func (in *Instance) publishInvalid(msg string, raw []byte) {
+	if len(raw) > maxInvalidRaw {
+		raw = raw[:maxInvalidRaw]
+	}
+	in.log.Warn("agent wrote invalid stdout", "error", msg, "bytes", len(raw))
+	_, _ = in.stream.publish(acp.Notify(acp.MethodInvalidStdout, acp.InvalidStdoutParams{Error: msg, Raw: string(bytes.ToValidUTF8(raw, []byte("\uFFFD")))}))
+}
+
+func (in *Instance) readStderr(r io.Reader) {
+	br := bufio.NewReaderSize(r, 16<<10)
+	logged := 0
+	for {
+		line, tooLong, err := readLine(br, 4096)
+		if len(line) > 0 {
+			in.stderr.Write(line)
+			in.stderr.Write([]byte{'\n'})
+			if logged < in.opts.StderrLogBytes {
+				logged += len(line)
+				in.log.Info("agent stderr", "line", string(line), "truncated", tooLong)
+				if logged >= in.opts.StderrLogBytes {
+					in.log.Warn("agent stderr logging suppressed after limit", "limit_bytes", in.opts.StderrLogBytes)
+				}
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// errAgentExited is wrapped by send when the agent is gone.
+var errAgentExited = errors.New("agent process has exited")
+
+func (in *Instance) exited() bool {
+	select {
+	case <-in.exitedCh:
+		return true
+	default:
+		return false
+	}
+}
+
+// write sends one line to the agent's stdin. It is bounded by ctx through a
+// write deadline, so an agent that stops reading cannot hang the caller.
+func (in *Instance) write(ctx context.Context, line []byte) error {
+	in.writeMu.Lock()
+	defer in.writeMu.Unlock()
+	if in.exited() {
+		return errAgentExited
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = in.stdin.SetWriteDeadline(dl)
+	} else {
+		_ = in.stdin.SetWriteDeadline(time.Time{})
+	}
+	buf := make([]byte, 0, len(line)+1)
+	buf = append(append(buf, line...), '\n')
+	_, err := in.stdin.Write(buf)
+	return err
+}
+
+// call writes a request and waits for the agent's response with the same id.
+func (in *Instance) call(ctx context.Context, id []byte, line []byte) ([]byte, error) {
+	key := acp.IDKey(id)
+	ch := make(chan []byte, 1)
+	in.pendMu.Lock()
+	if _, dup := in.pending[key]; dup {
+		in.pendMu.Unlock()
+		return nil, problem.ConflictMsg(fmt.Sprintf("a request with id %s is already pending on server '%s'", key, in.id))
+	}
+	in.pending[key] = ch
+	in.pendMu.Unlock()
+	drop := func() {
+		in.pendMu.Lock()
+		if in.pending[key] == ch {
+			delete(in.pending, key)
+		}
+		in.pendMu.Unlock()
+	}
+	ctx, cancel := context.WithTimeout(ctx, in.opts.RequestTimeout)
+	defer cancel()
+	if err := in.write(ctx, line); err != nil {
+		drop()
+		return nil, in.writeError(err)
+	}
+	select {
+	case resp := <-ch:
+		return resp, nil
+	case <-in.exitedCh:
+		drop()
+		// The response may have raced the exit.
+		select {
+		case resp := <-ch:
+			return resp, nil
+		default:
+		}
+		return nil, in.exitProblem()
+	case <-ctx.Done():
+		drop()
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, problem.TimeoutMsg(fmt.Sprintf("timed out waiting for agent response after %s", in.opts.RequestTimeout))
+		}
+		return nil, ctx.Err()
+	}
+}
+
+func (in *Instance) writeError(err error) error {
+	if errors.Is(err, errAgentExited) || in.exited() {
+		return problem.Stream(fmt.Sprintf("failed writing to agent stdin: agent process has exited%s", in.exitSuffix()))
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return problem.TimeoutMsg("timed out writing to agent stdin (the agent is not reading)")
+	}
+	return problem.Stream("failed writing to agent stdin: " + err.Error())
+}
+
+func (in *Instance) exitSuffix() string {
+	if in.exitCode != nil {
+		return fmt.Sprintf(" (exit code %d)", *in.exitCode)
+	}
+	if in.exitSig != "" {
+		return " (" + in.exitSig + ")"
+	}
+	return ""
+}
+
+func (in *Instance) exitProblem() *problem.Problem {
+	return problem.Exited(in.agent, in.exitCode, in.stderr.String())
+}
+
+// close stops the agent: close stdin, SIGTERM the group, SIGKILL it after
+// the grace period, and wait (bounded) until the process is reaped and its
+// readers are done. Open SSE streams end.
+func (in *Instance) close(ctx context.Context) {
+	in.closeOnce.Do(func() {
+		in.stream.close()
+		_ = in.stdin.Close()
+		_ = syscall.Kill(-in.pgid, syscall.SIGTERM)
+		t := time.NewTimer(in.opts.KillGrace)
+		select {
+		case <-in.reapedCh:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+		_ = syscall.Kill(-in.pgid, syscall.SIGKILL)
+		select {
+		case <-in.exitedCh:
+		case <-ctx.Done():
+			in.log.Warn("agent did not exit before the close deadline")
+		}
+		done := make(chan struct{})
+		go func() { in.readersWG.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+		}
+	})
+}
+
+// tailBuffer keeps the last n bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+	n   int
+}
+
+func newTailBuffer(n int) *tailBuffer { return &tailBuffer{n: n} }
+
+func (t *tailBuffer) Write(p []byte) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > t.n {
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.n:]...)
+	}
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(bytes.TrimRight(t.buf, "\n"))
+}

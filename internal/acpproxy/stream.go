@@ -1,0 +1,227 @@
+package acpproxy
+
+import (
+	"errors"
+	"sync"
+	"time"
+)
+
+// entry is one published agent message. data is never mutated after
+// publication, so readers may hold it outside the lock.
+type entry struct {
+	seq  uint64
+	data []byte
+}
+
+// stream is an instance's ordered message log: a bounded replay ring plus
+// the cursors of live readers. Publishing never overwrites a message a live
+// reader has not been handed yet; instead it waits (backpressure on the
+// agent's stdout) for at most slowReader, then cuts the laggards off so one
+// stuck client cannot stall the agent forever. A cut reader resumes with
+// Last-Event-ID; if the messages it missed have left the ring it receives an
+// explicit gap notification, never a silent hole.
+type stream struct {
+	mu         sync.Mutex
+	ring       []entry
+	count      int
+	last       uint64
+	bytes      int
+	maxBytes   int
+	slowReader time.Duration
+
+	subs    map[*reader]struct{}
+	dataCh  chan struct{} // closed on publish; nil when nobody waits
+	spaceCh chan struct{} // closed when a reader advances; nil when nobody waits
+	closed  bool
+	doneCh  chan struct{} // closed by close()
+}
+
+type reader struct {
+	cursor uint64        // last seq handed to this reader
+	cutCh  chan struct{} // closed when cut off for lagging
+	cut    bool
+}
+
+func newStream(size, maxBytes int, slowReader time.Duration) *stream {
+	return &stream{
+		ring:       make([]entry, size),
+		maxBytes:   maxBytes,
+		slowReader: slowReader,
+		subs:       map[*reader]struct{}{},
+		doneCh:     make(chan struct{}),
+	}
+}
+
+func (s *stream) oldestLocked() uint64 { return s.last - uint64(s.count) + 1 }
+
+// errStreamClosed is returned by publish after close.
+var errStreamClosed = errors.New("stream closed")
+
+// publish appends data and returns its sequence number.
+func (s *stream) publish(data []byte) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var deadline time.Time
+	for s.count > 0 && (s.count == len(s.ring) || (s.maxBytes > 0 && s.bytes+len(data) > s.maxBytes)) {
+		if s.closed {
+			return 0, errStreamClosed
+		}
+		oldest := s.oldestLocked()
+		if !s.neededLocked(oldest) {
+			s.evictLocked()
+			continue
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(s.slowReader)
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			s.cutLaggardsLocked(oldest)
+			continue
+		}
+		if s.spaceCh == nil {
+			s.spaceCh = make(chan struct{})
+		}
+		ch := s.spaceCh
+		s.mu.Unlock()
+		t := time.NewTimer(wait)
+		select {
+		case <-ch:
+		case <-t.C:
+		case <-s.doneCh:
+		}
+		t.Stop()
+		s.mu.Lock()
+	}
+	if s.closed {
+		return 0, errStreamClosed
+	}
+	s.last++
+	s.ring[s.last%uint64(len(s.ring))] = entry{seq: s.last, data: data}
+	s.count++
+	s.bytes += len(data)
+	if s.dataCh != nil {
+		close(s.dataCh)
+		s.dataCh = nil
+	}
+	return s.last, nil
+}
+
+func (s *stream) neededLocked(seq uint64) bool {
+	for r := range s.subs {
+		if r.cursor < seq {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *stream) evictLocked() {
+	i := s.oldestLocked() % uint64(len(s.ring))
+	s.bytes -= len(s.ring[i].data)
+	s.ring[i] = entry{}
+	s.count--
+}
+
+func (s *stream) cutLaggardsLocked(seq uint64) {
+	for r := range s.subs {
+		if r.cursor < seq {
+			r.cut = true
+			close(r.cutCh)
+			delete(s.subs, r)
+		}
+	}
+}
+
+// subscribe registers a live reader positioned after lastID (0: from the
+// oldest retained message). gap reports messages that left the ring.
+func (s *stream) subscribe(lastID uint64, hasLastID bool) (r *reader, gap *gapInfo) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	oldest := s.oldestLocked()
+	cursor := lastID
+	if !hasLastID || cursor+1 < oldest {
+		if hasLastID && cursor < s.last && cursor+1 < oldest {
+			gap = &gapInfo{after: cursor, next: oldest, missed: oldest - cursor - 1}
+		}
+		cursor = oldest - 1
+	}
+	r = &reader{cursor: cursor, cutCh: make(chan struct{})}
+	if !s.closed {
+		s.subs[r] = struct{}{}
+	}
+	return r, gap
+}
+
+type gapInfo struct{ after, next, missed uint64 }
+
+func (s *stream) unsubscribe(r *reader) {
+	s.mu.Lock()
+	delete(s.subs, r)
+	s.wakeWriterLocked()
+	s.mu.Unlock()
+}
+
+func (s *stream) wakeWriterLocked() {
+	if s.spaceCh != nil {
+		close(s.spaceCh)
+		s.spaceCh = nil
+	}
+}
+
+// next hands r up to max messages (and at most maxBytes, but at least one)
+// after its cursor. With none available it returns a channel closed on the
+// next publish.
+func (s *stream) next(r *reader, dst []entry, max, maxBytes int) ([]entry, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r.cut || s.closed {
+		return dst, nil
+	}
+	if r.cursor < s.oldestLocked()-1 {
+		// Only possible for readers positioned before the ring; subscribe
+		// clamps, so treat as start of ring.
+		r.cursor = s.oldestLocked() - 1
+	}
+	n := 0
+	for r.cursor < s.last && len(dst) < max {
+		e := s.ring[(r.cursor+1)%uint64(len(s.ring))]
+		if len(dst) > 0 && n+len(e.data) > maxBytes {
+			break
+		}
+		dst = append(dst, e)
+		n += len(e.data)
+		r.cursor++
+	}
+	if len(dst) > 0 {
+		s.wakeWriterLocked()
+		return dst, nil
+	}
+	if s.dataCh == nil {
+		s.dataCh = make(chan struct{})
+	}
+	return dst, s.dataCh
+}
+
+// lastSeq is the newest sequence number.
+func (s *stream) lastSeq() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last
+}
+
+// close ends every reader and refuses further publishes.
+func (s *stream) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.closed = true
+	close(s.doneCh)
+	if s.dataCh != nil {
+		close(s.dataCh)
+		s.dataCh = nil
+	}
+	s.wakeWriterLocked()
+}

@@ -1,0 +1,113 @@
+package agents
+
+import (
+	"net/http"
+
+	"github.com/sandbox-agent-go/sandbox-agent/internal/httpjson"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/problem"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/server"
+)
+
+// Info is one agent as reported by /v1/agents, in upstream's field order.
+type Info struct {
+	ID                   string         `json:"id"`
+	Installed            bool           `json:"installed"`
+	CredentialsAvailable bool           `json:"credentialsAvailable"`
+	Version              string         `json:"version,omitempty"`
+	Path                 string         `json:"path,omitempty"`
+	Capabilities         Capabilities   `json:"capabilities"`
+	ConfigOptions        []ConfigOption `json:"configOptions,omitempty"`
+}
+
+// Info describes agent; withConfig adds version, path and config options.
+func (m *Manager) Info(agent string, withConfig bool) (Info, bool) {
+	spec, ok := Lookup(agent)
+	if !ok {
+		return Info{}, false
+	}
+	info := Info{ID: agent, Installed: m.Installed(agent), CredentialsAvailable: m.CredentialsAvailable(agent), Capabilities: spec.Capabilities}
+	if withConfig {
+		if info.Installed {
+			info.Path = m.LauncherPath(agent)
+			info.Version = "unknown"
+			if agent == "mock" {
+				info.Version = "builtin"
+			}
+		}
+		info.ConfigOptions = spec.ConfigOptions
+	}
+	return info, true
+}
+
+// Routes returns the /v1/agents routes.
+func (m *Manager) Routes() []server.Route {
+	return []server.Route{
+		{Method: http.MethodGet, Pattern: "/v1/agents", Handler: m.handleList},
+		{Method: http.MethodGet, Pattern: "/v1/agents/{agent}", Handler: m.handleGet},
+		{Method: http.MethodPost, Pattern: "/v1/agents/{agent}/install", Handler: m.handleInstall},
+	}
+}
+
+func configQuery(r *http.Request) (bool, error) {
+	if _, err := httpjson.QueryBool(r, "no_cache"); err != nil {
+		return false, err
+	}
+	return httpjson.QueryBool(r, "config")
+}
+
+func (m *Manager) handleList(w http.ResponseWriter, r *http.Request) {
+	withConfig, err := configQuery(r)
+	if err != nil {
+		httpjson.Error(w, err)
+		return
+	}
+	list := make([]Info, 0, len(IDs))
+	for _, id := range IDs {
+		info, _ := m.Info(id, withConfig)
+		list = append(list, info)
+	}
+	httpjson.Write(w, http.StatusOK, map[string]any{"agents": list})
+}
+
+func (m *Manager) handleGet(w http.ResponseWriter, r *http.Request) {
+	withConfig, err := configQuery(r)
+	if err != nil {
+		httpjson.Error(w, err)
+		return
+	}
+	id := r.PathValue("agent")
+	info, ok := m.Info(id, withConfig)
+	if !ok {
+		problem.Write(w, problem.Unsupported(id))
+		return
+	}
+	httpjson.Write(w, http.StatusOK, info)
+}
+
+// installResponse is upstream's HTTP install answer (snake_case key).
+type installResponse struct {
+	AlreadyInstalled bool       `json:"already_installed"`
+	Artifacts        []Artifact `json:"artifacts"`
+}
+
+func (m *Manager) handleInstall(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("agent")
+	var req InstallRequest
+	if err := httpjson.Decode(r, &req); err != nil {
+		httpjson.Error(w, err)
+		return
+	}
+	if !Known(id) {
+		problem.Write(w, problem.Unsupported(id))
+		return
+	}
+	res, err := m.Install(r.Context(), id, req)
+	if err != nil {
+		httpjson.Error(w, err)
+		return
+	}
+	if res.Artifacts == nil {
+		res.Artifacts = []Artifact{}
+	}
+	httpjson.Write(w, http.StatusOK, installResponse{AlreadyInstalled: res.AlreadyInstalled, Artifacts: res.Artifacts})
+}

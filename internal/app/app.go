@@ -1,0 +1,110 @@
+// Package app assembles the sandbox-agent server from its capabilities:
+// it builds each package, collects their routes into one handler and closes
+// them in order on shutdown. Both the CLI and end-to-end tests start the
+// server through it.
+package app
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+
+	"github.com/sandbox-agent-go/sandbox-agent/internal/acpproxy"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/agents"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/server"
+)
+
+// Config is everything the server needs.
+type Config struct {
+	Version string
+	HTTP    server.Config
+	ACP     acpproxy.Options
+	Agents  agents.Options
+	// Home is the directory relative filesystem paths resolve against
+	// (default $HOME).
+	Home string
+	// Cwd is the directory relative config directories resolve against
+	// (default the process working directory).
+	Cwd    string
+	Logger *slog.Logger
+}
+
+// App is an assembled server.
+type App struct {
+	cfg     Config
+	handler *server.Handler
+	closers []server.Closer
+	Agents  *agents.Manager
+	ACP     *acpproxy.Registry
+}
+
+// New builds the server.
+func New(cfg Config) (*App, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Version == "" {
+		cfg.Version = "dev"
+	}
+	if cfg.Home == "" {
+		h, err := os.UserHomeDir()
+		if err != nil {
+			return nil, errors.New("cannot determine the home directory; set HOME")
+		}
+		cfg.Home = h
+	}
+	if cfg.Cwd == "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			return nil, err
+		}
+		cfg.Cwd = wd
+	}
+	cfg.HTTP.Logger = cfg.Logger
+	cfg.Agents.Logger = cfg.Logger
+	cfg.ACP.Logger = cfg.Logger
+	a := &App{cfg: cfg}
+	a.Agents = agents.NewManager(cfg.Agents)
+	cfg.ACP.Launcher = a.Agents
+	a.ACP = acpproxy.New(cfg.ACP)
+
+	routes := server.BaseRoutes(cfg.Version)
+	routes = append(routes, a.Agents.Routes()...)
+	routes = append(routes, a.ACP.Routes()...)
+	routes = append(routes, extraRoutes(a, cfg)...)
+	a.closers = append([]server.Closer{a.ACP}, a.closers...)
+	h, err := server.NewHandler(cfg.HTTP, routes)
+	if err != nil {
+		return nil, err
+	}
+	a.handler = h
+	return a, nil
+}
+
+// extraRoutes is replaced as capabilities land (fs, config, processes).
+var extraRoutes = func(a *App, cfg Config) []server.Route { return nil }
+
+// Handler is the HTTP handler.
+func (a *App) Handler() http.Handler { return a.handler }
+
+// Routes is the route table.
+func (a *App) Routes() []server.Route { return a.handler.Routes() }
+
+// Close releases every capability (agent and user processes).
+func (a *App) Close(ctx context.Context) error {
+	var errs []error
+	for _, c := range a.closers {
+		if err := c.Close(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Serve serves on ln until ctx ends, then shuts down gracefully.
+func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	return server.Serve(ctx, ln, a.handler, a.cfg.Logger, a.closers...)
+}
