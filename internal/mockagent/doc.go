@@ -97,7 +97,7 @@
 //
 // # Lifecycle
 //
-// When stdin reaches EOF, prompts in flight are cancelled, every request
-// already read is answered, and [Run] returns nil. When its context ends,
-// [Run] stops at once without writing anything more.
+// When stdin reaches EOF (or the context of [Run] ends), the prompts in flight
+// are cancelled and answer stopReason "cancelled", every request already read
+// is answered, and [Run] returns.
 package mockagent

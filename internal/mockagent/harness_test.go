@@ -452,19 +452,25 @@ func (h *rawHarness) send(line string) {
 	}
 }
 
+// nextLine returns the next line the agent wrote.
+func (h *rawHarness) nextLine() []byte {
+	h.t.Helper()
+	select {
+	case line, ok := <-h.lines:
+		if !ok {
+			h.t.Fatal("agent output closed")
+		}
+		return line
+	case <-time.After(waitTimeout):
+		h.t.Fatal("timed out waiting for output")
+		return nil
+	}
+}
+
 // next returns the next message the agent wrote, decoded.
 func (h *rawHarness) next() map[string]any {
 	h.t.Helper()
-	var line []byte
-	var ok bool
-	select {
-	case line, ok = <-h.lines:
-	case <-time.After(waitTimeout):
-		h.t.Fatal("timed out waiting for output")
-	}
-	if !ok {
-		h.t.Fatal("agent output closed")
-	}
+	line := h.nextLine()
 	var m map[string]any
 	if err := json.Unmarshal(line, &m); err != nil {
 		h.t.Fatalf("invalid JSON line %q: %v", line, err)

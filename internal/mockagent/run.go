@@ -56,14 +56,16 @@ var errShuttingDown = errors.New("mock agent is shutting down")
 // Run returns nil when in reached EOF, ctx.Err() when ctx ended first, and an
 // *[ExitError] when a prompt contained the EXIT keyword.
 //
-// When in reaches EOF, in-flight prompts are cancelled (they answer
-// stopReason "cancelled", like real agents do when their stdin closes), and
-// Run returns once every request read from in has been answered.
+// When in reaches EOF or ctx ends, the prompts in flight are cancelled (they
+// answer stopReason "cancelled", as real agents do when their stdin closes)
+// and Run returns once every request read so far has been answered (waiting
+// at most 5 s). When EXIT is requested, Run returns as soon as the EXIT
+// chunk is written and writes nothing more; the EXIT prompt is never
+// answered.
 //
-// When ctx ends or EXIT is requested, Run stops at once: nothing more is
-// written to out, in-flight prompts are cancelled and a pending read of in is
+// If in has not reached EOF when Run returns, a pending read of in is
 // interrupted by setting a read deadline or closing in, when in supports
-// either.
+// either. A write to out in progress is always waited for.
 //
 // No goroutine started by Run or by the ACP connection it creates outlives it,
 // except a read of in that could not be interrupted (a blocking stdin), which
@@ -87,28 +89,30 @@ func Run(ctx context.Context, in io.Reader, out io.Writer, errOut io.Writer) err
 	go ip.run()
 
 	var result error
+	graceful := false
 	select {
 	case <-ip.done:
-		// in reached EOF (or failed). The SDK has not seen EOF: let it answer
-		// everything it has read, then shut it down.
-		a.stop()
-		if !ow.waitResponses(ip.requests.Load(), responseWait) {
-			fmt.Fprintf(logw, "mock agent: gave up waiting for %d request(s) to be answered\n", ip.requests.Load()-ow.responseCount())
-		}
-		result = ip.err
+		// in reached EOF (or failed). The SDK has not seen EOF yet, so it can
+		// still answer what it has read.
+		result, graceful = ip.err, true
 	case <-ctx.Done():
-		ow.close()
-		a.stop()
-		result = ctx.Err()
+		result, graceful = ctx.Err(), true
 	case code := <-a.exitReq:
-		ow.close()
-		a.stop()
 		result = &ExitError{Code: code}
 	case <-conn.Done():
-		ow.close()
-		a.stop()
 		result = ErrConnectionClosed
 	}
+	if graceful {
+		// Cancel the prompts in flight and let every request read so far be
+		// answered.
+		a.stop()
+		n := ip.requests.Load()
+		if !ow.waitResponses(n, responseWait) {
+			fmt.Fprintf(logw, "mock agent: gave up waiting for %d request(s) to be answered\n", n-ow.responseCount())
+		}
+	}
+	ow.close()
+	a.stop()
 
 	// Shut the SDK down: its reader sees the closed pipe, its connection
 	// context ends and with it every in-flight request context.

@@ -20,8 +20,9 @@ var fragments embed.FS
 type fragment struct {
 	Paths      map[string]map[string]json.RawMessage `json:"paths"`
 	Components struct {
-		Schemas   map[string]json.RawMessage `json:"schemas"`
-		Responses map[string]json.RawMessage `json:"responses"`
+		Schemas    map[string]json.RawMessage `json:"schemas"`
+		Responses  map[string]json.RawMessage `json:"responses"`
+		Parameters map[string]json.RawMessage `json:"parameters"`
 	} `json:"components"`
 }
 
@@ -41,6 +42,7 @@ func build(version string) ([]byte, error) {
 	paths := map[string]map[string]json.RawMessage{}
 	schemas := map[string]json.RawMessage{}
 	responses := map[string]json.RawMessage{}
+	parameters := map[string]json.RawMessage{}
 	names, err := fs.Glob(fragments, "fragments/*.json")
 	if err != nil {
 		return nil, err
@@ -68,6 +70,7 @@ func build(version string) ([]byte, error) {
 		}
 		maps.Copy(schemas, f.Components.Schemas)
 		maps.Copy(responses, f.Components.Responses)
+		maps.Copy(parameters, f.Components.Parameters)
 	}
 	out := map[string]any{
 		"openapi": "3.0.3",
@@ -82,6 +85,7 @@ func build(version string) ([]byte, error) {
 		"components": map[string]any{
 			"schemas":         schemas,
 			"responses":       responses,
+			"parameters":      parameters,
 			"securitySchemes": map[string]any{"bearer": map[string]any{"type": "http", "scheme": "bearer"}},
 		},
 		"security": []map[string]any{{"bearer": []string{}}},

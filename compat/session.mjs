@@ -1,0 +1,55 @@
+// The official SDK end to end against the Go server with the mock agent:
+// health, agents, a streamed prompt, a permission round trip, modes and
+// models, persisted events, destroy and a fast dispose.
+import { agentText, check, connect, waitFor } from "./lib.mjs";
+
+const sdk = await connect();
+
+const health = await sdk.getHealth();
+check(health.status === "ok", "getHealth returns ok", health);
+
+const agents = await sdk.listAgents();
+check(agents.agents.map((a) => a.id).join(",") === "claude,codex,opencode,amp,pi,cursor,mock", "listAgents returns upstream order", agents);
+
+const session = await sdk.createSession({ agent: "mock" });
+check(typeof session.agentSessionId === "string" && session.agentSessionId.startsWith("mock-session-"), "createSession binds an agent session id", session.agentSessionId);
+
+const events = [];
+session.onEvent((e) => events.push(e));
+const res = await session.prompt([{ type: "text", text: "hello compat" }]);
+check(res.stopReason === "end_turn", "prompt ends with end_turn", res);
+await waitFor(() => agentText(events) === "Mock reply: hello compat", "streamed chunks reassemble the reply");
+const chunks = events.filter((e) => e.payload?.params?.update?.sessionUpdate === "agent_message_chunk");
+check(chunks.length >= 3, "the reply arrives in several chunks", chunks.length);
+check(agentText(events, "agent_thought_chunk").length > 0, "a thought chunk is streamed");
+check(events.some((e) => e.payload?.params?.update?.sessionUpdate === "tool_call"), "a tool call is streamed");
+
+const permissions = [];
+session.onPermissionRequest((req) => {
+  permissions.push(req);
+  session.respondPermission(req.id, "once").catch((err) => check(false, "respondPermission", String(err)));
+});
+const before = events.length;
+const res2 = await session.prompt([{ type: "text", text: "PERMISSION please" }]);
+check(res2.stopReason === "end_turn", "permission prompt ends with end_turn", res2);
+check(permissions.length === 1 && permissions[0].availableReplies.includes("once"), "onPermissionRequest fires once with replies", permissions);
+await waitFor(() => agentText(events.slice(before)).includes("permission granted: allow"), "the agent acts on the chosen option");
+
+await session.setMode("plan");
+const modes = await session.getModes();
+check(modes?.currentModeId === "plan", "setMode switches the mode", modes);
+await session.setModel("mock-fast");
+const opts = await session.getConfigOptions();
+check(opts.find((o) => o.id === "model")?.currentValue === "mock-fast", "setModel switches the model", opts);
+
+const page = await sdk.getEvents({ sessionId: session.id });
+check(page.items.length >= 4 && page.items[0].eventIndex === 1, "getEvents returns persisted events", page.items.length);
+
+await sdk.destroySession(session.id);
+const after = await sdk.getSession(session.id);
+check(after?.destroyedAt !== undefined, "destroySession marks the session destroyed");
+
+const t0 = Date.now();
+await sdk.dispose();
+const took = Date.now() - t0;
+check(took < 500, `dispose returns in under 500 ms (took ${took} ms)`);

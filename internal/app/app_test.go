@@ -1,0 +1,194 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"go.uber.org/goleak"
+
+	"github.com/sandbox-agent-go/sandbox-agent/internal/agents"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/mockagent"
+)
+
+// TestMain lets the test binary stand in for the sandbox-agent binary when
+// the mock launcher runs it as `<bin> mock-agent-process`.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "mock-agent-process" {
+		err := mockagent.Run(context.Background(), os.Stdin, os.Stdout, os.Stderr)
+		if ee, ok := err.(*mockagent.ExitError); ok {
+			os.Exit(ee.Code)
+		}
+		os.Exit(0)
+	}
+	goleak.VerifyTestMain(m)
+}
+
+type env struct {
+	app *App
+	url string
+}
+
+func start(t *testing.T, mutate func(*Config)) *env {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{
+		Version: "test",
+		Logger:  slog.New(slog.DiscardHandler),
+		Home:    t.TempDir(),
+		Agents: agents.Options{
+			DataDir:    t.TempDir(),
+			Executable: exe,
+			Env:        append(os.Environ(), "SANDBOX_AGENT_BIN="+exe),
+		},
+	}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(a.Handler())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = a.Close(ctx)
+		ts.CloseClientConnections()
+		ts.Close()
+	})
+	return &env{app: a, url: ts.URL}
+}
+
+func (e *env) get(t *testing.T, path string) (int, string) {
+	t.Helper()
+	r, err := http.Get(e.url + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	b, _ := io.ReadAll(r.Body)
+	return r.StatusCode, string(b)
+}
+
+func (e *env) post(t *testing.T, path, body string) (int, string) {
+	t.Helper()
+	r, err := http.Post(e.url+path, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	b, _ := io.ReadAll(r.Body)
+	return r.StatusCode, string(b)
+}
+
+// TestOpenAPIMatchesRoutes keeps /openapi.json true: it must be a valid
+// OpenAPI 3 document and list exactly the routes the server serves.
+func TestOpenAPIMatchesRoutes(t *testing.T) {
+	e := start(t, nil)
+	status, body := e.get(t, "/openapi.json")
+	if status != 200 {
+		t.Fatal(status)
+	}
+	loader := openapi3.NewLoader()
+	doc, err := loader.LoadFromData([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := doc.Validate(loader.Context); err != nil {
+		t.Fatalf("invalid OpenAPI document: %v", err)
+	}
+	var documented []string
+	for path, item := range doc.Paths.Map() {
+		for method := range item.Operations() {
+			documented = append(documented, method+" "+path)
+		}
+	}
+	trail := regexp.MustCompile(`\{\$\}$`)
+	var served []string
+	for _, r := range e.app.Routes() {
+		served = append(served, r.Method+" "+trail.ReplaceAllString(r.Pattern, ""))
+	}
+	slices.Sort(documented)
+	slices.Sort(served)
+	if !slices.Equal(documented, served) {
+		t.Fatalf("routes and OpenAPI differ\nserved:     %v\ndocumented: %v", served, documented)
+	}
+}
+
+func TestAgentsCatalog(t *testing.T) {
+	e := start(t, func(c *Config) { c.Agents.Env = []string{"PATH=" + os.Getenv("PATH")} })
+	_, body := e.get(t, "/v1/agents")
+	var list struct {
+		Agents []struct {
+			ID                   string
+			Installed            bool
+			CredentialsAvailable bool
+			ConfigOptions        []any
+			Capabilities         map[string]bool
+		}
+	}
+	if err := json.Unmarshal([]byte(body), &list); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, a := range list.Agents {
+		ids = append(ids, a.ID)
+		if a.Installed || a.ConfigOptions != nil || a.Capabilities["sharedProcess"] {
+			t.Fatalf("%+v", a)
+		}
+		wantCreds := a.ID == "pi" || a.ID == "cursor" || a.ID == "mock"
+		if a.CredentialsAvailable != wantCreds {
+			t.Fatalf("%s credentials %v", a.ID, a.CredentialsAvailable)
+		}
+	}
+	if strings.Join(ids, ",") != "claude,codex,opencode,amp,pi,cursor,mock" {
+		t.Fatal(ids)
+	}
+	if !strings.Contains(body, `{"id":"claude","installed":false,"credentialsAvailable":false,"capabilities":{"planMode":false,"permissions":true,"questions":true,"toolCalls":true`) {
+		t.Fatalf("field order: %s", body[:200])
+	}
+	status, body := e.get(t, "/v1/agents/nope")
+	if status != 400 || body != `{"type":"urn:sandbox-agent:error:unsupported_agent","title":"Unsupported Agent","status":400,"detail":"unsupported agent: nope","agent":"nope"}` {
+		t.Fatal(status, body)
+	}
+	if status, _ := e.get(t, "/v1/agents?config=1"); status != 400 {
+		t.Fatal("config must be true/false")
+	}
+	_, body = e.get(t, "/v1/agents/mock?config=true")
+	if !strings.Contains(body, `"configOptions":[{"category":"model","currentValue":"mock","id":"model","name":"Model","options":[{"name":"Mock","value":"mock"},{"name":"Mock Fast","value":"mock-fast"}],"type":"select"}`) {
+		t.Fatal(body)
+	}
+
+	status, body = e.post(t, "/v1/agents/mock/install", `{}`)
+	if status != 200 || !regexp.MustCompile(`^\{"already_installed":false,"artifacts":\[\{"kind":"agent_process","path":"[^"]+/bin/agent_processes/mock-acp","source":"builtin","version":"builtin"\}\]\}$`).MatchString(body) {
+		t.Fatal(status, body)
+	}
+	if status, body = e.post(t, "/v1/agents/mock/install", `{}`); body != `{"already_installed":true,"artifacts":[]}` {
+		t.Fatal(status, body)
+	}
+	_, body = e.get(t, "/v1/agents/mock?config=true")
+	if !strings.Contains(body, `"installed":true`) || !strings.Contains(body, `"version":"builtin","path":"`) {
+		t.Fatal(body)
+	}
+	status, body = e.post(t, "/v1/agents/claude/install", `{}`)
+	if status != 500 || !strings.Contains(body, "install_failed") || !strings.Contains(body, "claude-acp") {
+		t.Fatal(status, body)
+	}
+	if status, _ := e.post(t, "/v1/agents/mock/install", ``); status != 400 {
+		t.Fatal("empty body", status)
+	}
+}

@@ -1,0 +1,415 @@
+package process
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sandbox-agent-go/sandbox-agent/internal/httpjson"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/problem"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/server"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/sse"
+)
+
+// Routes returns the /v1/processes routes.
+func (m *Manager) Routes() []server.Route {
+	get, post, del := http.MethodGet, http.MethodPost, http.MethodDelete
+	return []server.Route{
+		{Method: get, Pattern: "/v1/processes", Handler: m.handleList},
+		{Method: post, Pattern: "/v1/processes", Handler: m.handleCreate},
+		{Method: get, Pattern: "/v1/processes/config", Handler: m.handleGetConfig},
+		{Method: post, Pattern: "/v1/processes/config", Handler: m.handleSetConfig},
+		{Method: post, Pattern: "/v1/processes/run", Handler: m.handleRun},
+		{Method: get, Pattern: "/v1/processes/{id}", Handler: m.handleGet},
+		{Method: del, Pattern: "/v1/processes/{id}", Handler: m.handleDelete},
+		{Method: post, Pattern: "/v1/processes/{id}/stop", Handler: m.handleStop},
+		{Method: post, Pattern: "/v1/processes/{id}/kill", Handler: m.handleKill},
+		{Method: get, Pattern: "/v1/processes/{id}/logs", Handler: m.handleLogs},
+		{Method: post, Pattern: "/v1/processes/{id}/input", Handler: m.handleInput},
+		{Method: post, Pattern: "/v1/processes/{id}/terminal/resize", Handler: m.handleResize},
+		{Method: get, Pattern: "/v1/processes/{id}/terminal/ws", Handler: m.handleTerminal, QueryToken: true},
+	}
+}
+
+func (m *Manager) handleGetConfig(w http.ResponseWriter, r *http.Request) {
+	httpjson.Write(w, http.StatusOK, m.Config())
+}
+
+func (m *Manager) handleSetConfig(w http.ResponseWriter, r *http.Request) {
+	var b struct {
+		MaxConcurrentProcesses  *uint64 `json:"maxConcurrentProcesses"`
+		DefaultRunTimeoutMs     *uint64 `json:"defaultRunTimeoutMs"`
+		MaxRunTimeoutMs         *uint64 `json:"maxRunTimeoutMs"`
+		MaxOutputBytes          *uint64 `json:"maxOutputBytes"`
+		MaxLogBytesPerProcess   *uint64 `json:"maxLogBytesPerProcess"`
+		MaxInputBytesPerRequest *uint64 `json:"maxInputBytesPerRequest"`
+	}
+	if err := httpjson.Decode(r, &b); err != nil {
+		httpjson.Error(w, err)
+		return
+	}
+	var c Config
+	for _, f := range []struct {
+		name string
+		src  *uint64
+		dst  *uint64
+	}{
+		{"maxConcurrentProcesses", b.MaxConcurrentProcesses, &c.MaxConcurrentProcesses},
+		{"defaultRunTimeoutMs", b.DefaultRunTimeoutMs, &c.DefaultRunTimeoutMs},
+		{"maxRunTimeoutMs", b.MaxRunTimeoutMs, &c.MaxRunTimeoutMs},
+		{"maxOutputBytes", b.MaxOutputBytes, &c.MaxOutputBytes},
+		{"maxLogBytesPerProcess", b.MaxLogBytesPerProcess, &c.MaxLogBytesPerProcess},
+		{"maxInputBytesPerRequest", b.MaxInputBytesPerRequest, &c.MaxInputBytesPerRequest},
+	} {
+		if f.src == nil {
+			httpjson.Error(w, httpjson.MissingField(f.name))
+			return
+		}
+		*f.dst = *f.src
+	}
+	c, err := m.SetConfig(c)
+	if err != nil {
+		httpjson.Error(w, err)
+		return
+	}
+	httpjson.Write(w, http.StatusOK, c)
+}
+
+type runBody struct {
+	Command        *string           `json:"command"`
+	Args           []string          `json:"args"`
+	Cwd            *string           `json:"cwd"`
+	Env            map[string]string `json:"env"`
+	TimeoutMs      *uint64           `json:"timeoutMs"`
+	MaxOutputBytes *uint64           `json:"maxOutputBytes"`
+}
+
+func (m *Manager) handleRun(w http.ResponseWriter, r *http.Request) {
+	var b runBody
+	if err := httpjson.Decode(r, &b); err != nil {
+		httpjson.Error(w, err)
+		return
+	}
+	if b.Command == nil {
+		httpjson.Error(w, httpjson.MissingField("command"))
+		return
+	}
+	res, err := m.Run(r.Context(), RunRequest{Command: *b.Command, Args: b.Args, Cwd: b.Cwd, Env: b.Env,
+		TimeoutMs: b.TimeoutMs, MaxOutputBytes: b.MaxOutputBytes})
+	if err != nil {
+		if r.Context().Err() != nil {
+			return // client gone; the group was killed
+		}
+		httpjson.Error(w, err)
+		return
+	}
+	httpjson.Write(w, http.StatusOK, res)
+}
+
+type createBody struct {
+	Command     *string           `json:"command"`
+	Args        []string          `json:"args"`
+	Cwd         *string           `json:"cwd"`
+	Env         map[string]string `json:"env"`
+	TTY         bool              `json:"tty"`
+	Interactive bool              `json:"interactive"`
+}
+
+func (m *Manager) handleCreate(w http.ResponseWriter, r *http.Request) {
+	var b createBody
+	if err := httpjson.Decode(r, &b); err != nil {
+		httpjson.Error(w, err)
+		return
+	}
+	if b.Command == nil {
+		httpjson.Error(w, httpjson.MissingField("command"))
+		return
+	}
+	// An "owner" in the body is ignored: API processes are always "user".
+	info, err := m.Create(r.Context(), CreateRequest{Command: *b.Command, Args: b.Args, Cwd: b.Cwd, Env: b.Env,
+		TTY: b.TTY, Interactive: b.Interactive}, OwnerUser)
+	if err != nil {
+		httpjson.Error(w, err)
+		return
+	}
+	httpjson.Write(w, http.StatusOK, info)
+}
+
+func (m *Manager) handleList(w http.ResponseWriter, r *http.Request) {
+	var owner Owner
+	if v, ok := r.URL.Query()["owner"]; ok && len(v) > 0 {
+		switch o := Owner(v[0]); o {
+		case OwnerUser, OwnerDesktop, OwnerSystem:
+			owner = o
+		default:
+			httpjson.Error(w, httpjson.QueryError(fmt.Sprintf("unknown variant `%s`, expected one of `user`, `desktop`, `system`", v[0])))
+			return
+		}
+	}
+	httpjson.Write(w, http.StatusOK, struct {
+		Processes []Info `json:"processes"`
+	}{m.List(owner)})
+}
+
+func (m *Manager) handleGet(w http.ResponseWriter, r *http.Request) {
+	info, err := m.Get(r.PathValue("id"))
+	if err != nil {
+		httpjson.Error(w, err)
+		return
+	}
+	httpjson.Write(w, http.StatusOK, info)
+}
+
+func (m *Manager) handleDelete(w http.ResponseWriter, r *http.Request) {
+	if err := m.Delete(r.PathValue("id")); err != nil {
+		httpjson.Error(w, err)
+		return
+	}
+	httpjson.NoContent(w)
+}
+
+// maxStopWaitMs bounds ?waitMs= (the wait also ends with the request).
+const maxStopWaitMs = 300_000
+
+func (m *Manager) handleStop(w http.ResponseWriter, r *http.Request) { m.handleSignal(w, r, m.Stop) }
+func (m *Manager) handleKill(w http.ResponseWriter, r *http.Request) { m.handleSignal(w, r, m.Kill) }
+
+func (m *Manager) handleSignal(w http.ResponseWriter, r *http.Request,
+	fn func(ctx context.Context, id string, wait time.Duration) (Info, error)) {
+	wait := m.stopWait
+	ms, ok, err := httpjson.QueryUint(r, "waitMs")
+	if err != nil {
+		httpjson.Error(w, err)
+		return
+	}
+	if ok {
+		wait = time.Duration(min(ms, maxStopWaitMs)) * time.Millisecond
+	}
+	info, err := fn(r.Context(), r.PathValue("id"), wait)
+	if err != nil {
+		httpjson.Error(w, err)
+		return
+	}
+	httpjson.Write(w, http.StatusOK, info)
+}
+
+// logEntryJSON is upstream's ProcessLogEntry.
+type logEntryJSON struct {
+	Sequence    uint64 `json:"sequence"`
+	Stream      string `json:"stream"`
+	TimestampMs int64  `json:"timestampMs"`
+	Data        []byte `json:"data"` // base64
+	Encoding    string `json:"encoding"`
+}
+
+func toJSON(e entry) logEntryJSON {
+	return logEntryJSON{Sequence: e.seq, Stream: e.stream.String(), TimestampMs: e.ts, Data: e.data, Encoding: "base64"}
+}
+
+// Follow batches: bounded per wake-up so a big replay streams in pieces.
+const (
+	followBatchEntries = 256
+	followBatchBytes   = 1 << 20
+)
+
+func (m *Manager) handleLogs(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var f filter
+	if v, ok := q["stream"]; ok && len(v) > 0 {
+		var valid bool
+		if f, valid = parseFilter(v[0]); !valid {
+			httpjson.Error(w, httpjson.QueryError(fmt.Sprintf("unknown variant `%s`, expected one of `stdout`, `stderr`, `combined`, `pty`", v[0])))
+			return
+		}
+	}
+	tail, hasTail, err := httpjson.QueryUint(r, "tail")
+	if err != nil {
+		httpjson.Error(w, err)
+		return
+	}
+	since, _, err := httpjson.QueryUint(r, "since")
+	if err != nil {
+		httpjson.Error(w, err)
+		return
+	}
+	follow, err := httpjson.QueryBool(r, "follow")
+	if err != nil {
+		httpjson.Error(w, err)
+		return
+	}
+	p, err := m.lookup(r.PathValue("id"))
+	if err != nil {
+		httpjson.Error(w, err)
+		return
+	}
+	if f == 0 {
+		f = filterCombined
+		if p.tty {
+			f = filterPTY
+		}
+	}
+	if !follow {
+		var es []entry
+		if hasTail {
+			es, _ = p.logs.tail(since, f, tail)
+		} else {
+			es, _ = p.logs.read(since, f, math.MaxInt, math.MaxInt)
+		}
+		out := make([]logEntryJSON, len(es))
+		for i, e := range es {
+			out[i] = toJSON(e)
+		}
+		httpjson.Write(w, http.StatusOK, struct {
+			ProcessID string         `json:"processId"`
+			Stream    string         `json:"stream"`
+			Entries   []logEntryJSON `json:"entries"`
+		}{p.id, f.String(), out})
+		return
+	}
+	if v := r.Header.Get("Last-Event-ID"); v != "" {
+		n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			httpjson.Error(w, problem.Invalid("Last-Event-ID must be a positive integer"))
+			return
+		}
+		since = max(since, n)
+	}
+	if r.Method == http.MethodHead {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Cache-Control", "no-cache")
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	m.followLogs(w, r, p, f, since, tail, hasTail)
+}
+
+// followLogs replays the matching entries after since (the last tail of
+// them, when asked) and then streams new ones. Unlike upstream it ends
+// cleanly once the process has exited and every entry has been sent; it also
+// ends on DELETE, Close or client disconnect.
+func (m *Manager) followLogs(w http.ResponseWriter, r *http.Request, p *proc, f filter, since, tail uint64, hasTail bool) {
+	sw, err := sse.Start(w)
+	if err != nil {
+		return
+	}
+	heartbeat := time.NewTicker(m.heartbeat)
+	defer heartbeat.Stop()
+	cursor := since
+	first := true
+	for {
+		drained := isClosed(p.drained) // before reading: nothing is appended after drained
+		notify := p.logs.wait()
+		var batch []entry
+		if first && hasTail {
+			batch, cursor = p.logs.tail(cursor, f, tail)
+		} else {
+			batch, cursor = p.logs.read(cursor, f, followBatchEntries, followBatchBytes)
+		}
+		first = false
+		if len(batch) > 0 {
+			for _, e := range batch {
+				data, _ := json.Marshal(toJSON(e))
+				sw.Event("log", e.seq, data)
+			}
+			if sw.Flush() != nil {
+				return
+			}
+			continue
+		}
+		if drained {
+			return
+		}
+		select {
+		case <-notify:
+		case <-p.drained:
+		case <-p.removed:
+			return
+		case <-r.Context().Done():
+			return
+		case <-m.ctx.Done():
+			return
+		case <-heartbeat.C:
+			sw.Comment("")
+			if sw.Flush() != nil {
+				return
+			}
+		}
+	}
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+func (m *Manager) handleInput(w http.ResponseWriter, r *http.Request) {
+	var b struct {
+		Data     *string `json:"data"`
+		Encoding *string `json:"encoding"`
+	}
+	if err := httpjson.Decode(r, &b); err != nil {
+		httpjson.Error(w, err)
+		return
+	}
+	if b.Data == nil {
+		httpjson.Error(w, httpjson.MissingField("data"))
+		return
+	}
+	data, err := decodeInput(*b.Data, b.Encoding, "base64")
+	if err == nil {
+		err = m.checkInputSize(len(data))
+	}
+	if err != nil {
+		httpjson.Error(w, err)
+		return
+	}
+	n, err := m.Input(r.Context(), r.PathValue("id"), data)
+	if err != nil {
+		if r.Context().Err() != nil {
+			return
+		}
+		httpjson.Error(w, err)
+		return
+	}
+	httpjson.Write(w, http.StatusOK, struct {
+		BytesWritten int `json:"bytesWritten"`
+	}{n})
+}
+
+type resizeBody struct {
+	Cols *uint16 `json:"cols"`
+	Rows *uint16 `json:"rows"`
+}
+
+func (m *Manager) handleResize(w http.ResponseWriter, r *http.Request) {
+	var b resizeBody
+	if err := httpjson.Decode(r, &b); err != nil {
+		httpjson.Error(w, err)
+		return
+	}
+	if b.Cols == nil {
+		httpjson.Error(w, httpjson.MissingField("cols"))
+		return
+	}
+	if b.Rows == nil {
+		httpjson.Error(w, httpjson.MissingField("rows"))
+		return
+	}
+	if err := m.Resize(r.PathValue("id"), *b.Cols, *b.Rows); err != nil {
+		httpjson.Error(w, err)
+		return
+	}
+	httpjson.Write(w, http.StatusOK, struct {
+		Cols uint16 `json:"cols"`
+		Rows uint16 `json:"rows"`
+	}{*b.Cols, *b.Rows})
+}

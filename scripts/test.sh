@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The README's test command: installs and starts everything the tests need on
+# a fresh machine (npm packages for the TypeScript SDK compat suite, a
+# throw-away PostgreSQL 15 run as a non-root user), then vets and runs every
+# Go test with the race detector.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "go version"
+go version
+
+step "npm ci (compat/: the official sandbox-agent TypeScript SDK, pinned)"
+if ! (cd compat && npm ci --no-audit --no-fund --loglevel=error); then
+  echo "npm ci failed: the npm registry must be reachable to install the pinned TypeScript SDK" >&2
+  exit 1
+fi
+
+step "PostgreSQL for the persistence conformance suite"
+pg_env=$(scripts/pg-test-server.sh start)
+eval "$pg_env"
+trap 'scripts/pg-test-server.sh stop >/dev/null 2>&1 || true' EXIT
+echo "postgres: ${SANDBOX_AGENT_TEST_POSTGRES_URL%%\?*}"
+
+step "gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './compat/node_modules/*'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt would change:" >&2
+  echo "$unformatted" >&2
+  exit 1
+fi
+
+step "go vet"
+go vet ./...
+
+step "go test -race"
+go test -race -count=1 -timeout 20m "$@" ./...
+
+step "static build"
+CGO_ENABLED=0 go build -o /dev/null ./cmd/sandbox-agent
+echo "all tests passed"
