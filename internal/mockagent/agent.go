@@ -90,7 +90,10 @@ type agent struct {
 
 	stopCtx context.Context
 	stop    context.CancelFunc
-	exitReq chan int
+	// exitReq receives the exit code when a prompt asks to exit; the prompt
+	// then waits for released, which Run closes once the output is closed.
+	exitReq  chan int
+	released chan struct{}
 
 	mu          sync.Mutex
 	caps        acp.ClientCapabilities
@@ -112,18 +115,22 @@ func newAgent(out *output, log io.Writer) *agent {
 		stopCtx:  stopCtx,
 		stop:     stop,
 		exitReq:  make(chan int, 1),
+		released: make(chan struct{}),
+		calls:    callTracker{changed: out.changed},
 		sessions: make(map[acp.SessionId]*session),
 	}
 }
 
-// enter registers a method call; the returned error is non-nil when Run is
-// shutting down.
+// enter registers a request handler call; the returned error is non-nil when
+// Run is shutting down. Each successful enter is paired with leave.
 func (a *agent) enter() error {
-	if !a.calls.enter() {
+	if !a.calls.enter(true) {
 		return acp.NewInternalError(map[string]any{"error": errShuttingDown.Error()})
 	}
 	return nil
 }
+
+func (a *agent) leave() { a.calls.leave(true) }
 
 func notFound(id acp.SessionId) error {
 	return &acp.RequestError{
@@ -146,7 +153,7 @@ func (a *agent) Initialize(ctx context.Context, p acp.InitializeRequest) (acp.In
 	if err := a.enter(); err != nil {
 		return acp.InitializeResponse{}, err
 	}
-	defer a.calls.leave()
+	defer a.leave()
 	a.mu.Lock()
 	a.caps = p.ClientCapabilities
 	a.mu.Unlock()
@@ -165,7 +172,7 @@ func (a *agent) Authenticate(ctx context.Context, p acp.AuthenticateRequest) (ac
 	if err := a.enter(); err != nil {
 		return acp.AuthenticateResponse{}, err
 	}
-	defer a.calls.leave()
+	defer a.leave()
 	return acp.AuthenticateResponse{}, nil
 }
 
@@ -179,7 +186,7 @@ func (a *agent) NewSession(ctx context.Context, p acp.NewSessionRequest) (acp.Ne
 	if err := a.enter(); err != nil {
 		return acp.NewSessionResponse{}, err
 	}
-	defer a.calls.leave()
+	defer a.leave()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.nextSession++
@@ -204,7 +211,7 @@ func (a *agent) LoadSession(ctx context.Context, p acp.LoadSessionRequest) (acp.
 	if err := a.enter(); err != nil {
 		return acp.LoadSessionResponse{}, err
 	}
-	defer a.calls.leave()
+	defer a.leave()
 	a.mu.Lock()
 	s, err := a.lookup(p.SessionId)
 	if err != nil {
@@ -234,7 +241,7 @@ func (a *agent) ResumeSession(ctx context.Context, p acp.ResumeSessionRequest) (
 	if err := a.enter(); err != nil {
 		return acp.ResumeSessionResponse{}, err
 	}
-	defer a.calls.leave()
+	defer a.leave()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	s, err := a.lookup(p.SessionId)
@@ -251,7 +258,7 @@ func (a *agent) ListSessions(ctx context.Context, p acp.ListSessionsRequest) (ac
 	if err := a.enter(); err != nil {
 		return acp.ListSessionsResponse{}, err
 	}
-	defer a.calls.leave()
+	defer a.leave()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	resp := acp.ListSessionsResponse{Sessions: []acp.SessionInfo{}}
@@ -276,7 +283,7 @@ func (a *agent) CloseSession(ctx context.Context, p acp.CloseSessionRequest) (ac
 	if err := a.enter(); err != nil {
 		return acp.CloseSessionResponse{}, err
 	}
-	defer a.calls.leave()
+	defer a.leave()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	s, err := a.lookup(p.SessionId)
@@ -292,10 +299,10 @@ func (a *agent) CloseSession(ctx context.Context, p acp.CloseSessionRequest) (ac
 }
 
 func (a *agent) Cancel(ctx context.Context, p acp.CancelNotification) error {
-	if !a.calls.enter() {
+	if !a.calls.enter(false) {
 		return nil // shutting down: every prompt is being cancelled anyway
 	}
-	defer a.calls.leave()
+	defer a.calls.leave(false)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if s, ok := a.sessions[p.SessionId]; ok && s.turnCancel != nil {
@@ -308,7 +315,7 @@ func (a *agent) SetSessionMode(ctx context.Context, p acp.SetSessionModeRequest)
 	if err := a.enter(); err != nil {
 		return acp.SetSessionModeResponse{}, err
 	}
-	defer a.calls.leave()
+	defer a.leave()
 	opts, err := a.setValue(p.SessionId, configMode, string(p.ModeId), "modeId")
 	if err != nil {
 		return acp.SetSessionModeResponse{}, err
@@ -323,7 +330,7 @@ func (a *agent) SetSessionConfigOption(ctx context.Context, p acp.SetSessionConf
 	if err := a.enter(); err != nil {
 		return acp.SetSessionConfigOptionResponse{}, err
 	}
-	defer a.calls.leave()
+	defer a.leave()
 	if p.ValueId == nil {
 		data := map[string]any{"error": "only select config options are supported"}
 		if p.Boolean != nil {
@@ -352,7 +359,7 @@ func (a *agent) UnstableSetSessionModel(ctx context.Context, p acp.UnstableSetSe
 	if err := a.enter(); err != nil {
 		return acp.UnstableSetSessionModelResponse{}, err
 	}
-	defer a.calls.leave()
+	defer a.leave()
 	opts, err := a.setValue(p.SessionId, configModel, string(p.ModelId), "modelId")
 	if err != nil {
 		return acp.UnstableSetSessionModelResponse{}, err

@@ -848,3 +848,100 @@ func BenchmarkFlood(b *testing.B) {
 	}
 	_ = outW.Close()
 }
+
+// A script piped into the agent: every request read before EOF is answered
+// before Run returns, the prompt in flight as "cancelled" or "end_turn".
+func TestScriptedInput(t *testing.T) {
+	script := strings.Join([]string{
+		`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":1}}`,
+		`{"jsonrpc":"2.0","id":2,"method":"session/new","params":{"cwd":"/","mcpServers":[]}}`,
+		`{"jsonrpc":"2.0","id":3,"method":"session/prompt","params":{"sessionId":"mock-session-1","prompt":[{"type":"text","text":"SLOW"}]}}`,
+		`{"jsonrpc":"2.0","id":4,"method":"session/set_mode","params":{"sessionId":"mock-session-1","modeId":"plan"}}`,
+		`{"jsonrpc":"2.0","id":5,"method":"session/prompt","params":{"sessionId":"mock-session-1","prompt":[{"type":"text","text":"hi"}]}}`,
+	}, "\n") // the last line has no newline
+	var out syncBuffer
+	if err := mockagent.Run(context.Background(), strings.NewReader(script), &out, io.Discard); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	results := map[float64]any{}
+	for line := range strings.Lines(out.String()) {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("invalid line %q: %v", line, err)
+		}
+		if id, ok := m["id"].(float64); ok {
+			if _, dup := results[id]; dup {
+				t.Errorf("two answers for id %v", id)
+			}
+			results[id] = m["result"]
+		}
+	}
+	for id := range 5 {
+		if _, ok := results[float64(id+1)]; !ok {
+			t.Errorf("request %d not answered", id+1)
+		}
+	}
+	for _, id := range []float64{3, 5} {
+		r, _ := results[id].(map[string]any)
+		if sr := r["stopReason"]; sr != "cancelled" && sr != "end_turn" {
+			t.Errorf("prompt %v: result %v", id, results[id])
+		}
+	}
+}
+
+// With OS pipes, as in the agent process: EXIT writes its chunk, answers
+// nothing more, and Run's read of stdin is interrupted.
+func TestExitOSPipes(t *testing.T) {
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inW.Close()
+	defer outR.Close()
+	var errOut syncBuffer
+	result := make(chan error, 1)
+	go func() { result <- mockagent.Run(context.Background(), inR, outW, &errOut) }()
+	for _, l := range []string{
+		`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":1}}`,
+		`{"jsonrpc":"2.0","id":2,"method":"session/new","params":{"cwd":"/","mcpServers":[]}}`,
+		`{"jsonrpc":"2.0","id":3,"method":"session/prompt","params":{"sessionId":"mock-session-1","prompt":[{"type":"text","text":"EXIT"}]}}`,
+	} {
+		if _, err := io.WriteString(inW, l+"\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err = recv(t, result, "Run to return")
+	var ee *mockagent.ExitError
+	if !errors.As(err, &ee) || ee.Code != 3 {
+		t.Fatalf("Run = %v, want ExitError{3}", err)
+	}
+	_ = outW.Close()
+	b, err := io.ReadAll(outR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("output: %s", b)
+	var ids []any
+	chunks := 0
+	for line := range strings.Lines(string(b)) {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("invalid line %q: %v", line, err)
+		}
+		if id, ok := m["id"]; ok {
+			ids = append(ids, id)
+		} else if m["method"] == "session/update" {
+			chunks++
+		}
+	}
+	if d := cmp.Diff([]any{1.0, 2.0}, ids); d != "" || chunks != 1 {
+		t.Errorf("answered ids (-want +got):\n%s\nchunks: %d", d, chunks)
+	}
+	if got := errOut.String(); got != "mock agent exiting as requested\n" {
+		t.Errorf("stderr = %q", got)
+	}
+}

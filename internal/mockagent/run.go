@@ -44,6 +44,9 @@ const (
 	// responseWait bounds how long Run waits, after in reached EOF, for the
 	// responses to requests it has already read.
 	responseWait = 5 * time.Second
+	// exitFlushWait bounds how long Run waits, on EXIT, for the answers to the
+	// requests already handled.
+	exitFlushWait = time.Second
 	// readerWait bounds how long Run waits for an interrupted read of in.
 	readerWait = 2 * time.Second
 )
@@ -89,7 +92,7 @@ func Run(ctx context.Context, in io.Reader, out io.Writer, errOut io.Writer) err
 	go ip.run()
 
 	var result error
-	graceful := false
+	graceful, exitCode := false, -1
 	select {
 	case <-ip.done:
 		// in reached EOF (or failed). The SDK has not seen EOF yet, so it can
@@ -97,29 +100,40 @@ func Run(ctx context.Context, in io.Reader, out io.Writer, errOut io.Writer) err
 		result, graceful = ip.err, true
 	case <-ctx.Done():
 		result, graceful = ctx.Err(), true
-	case code := <-a.exitReq:
-		result = &ExitError{Code: code}
+	case exitCode = <-a.exitReq:
 	case <-conn.Done():
 		result = ErrConnectionClosed
 	}
 	if graceful {
 		// Cancel the prompts in flight and let every request read so far be
-		// answered.
+		// answered, unless a prompt asks to exit meanwhile.
 		a.stop()
 		n := ip.requests.Load()
-		if !ow.waitResponses(n, responseWait) {
+		code, ok := a.waitFor(func() bool { return ow.responseCount() >= n }, responseWait)
+		if code >= 0 {
+			exitCode = code
+		} else if !ok {
 			fmt.Fprintf(logw, "mock agent: gave up waiting for %d request(s) to be answered\n", n-ow.responseCount())
 		}
 	}
+	if exitCode >= 0 {
+		result = &ExitError{Code: exitCode}
+		// Flush: answer the requests whose handling is over (their answers
+		// are written right after their handlers return); requests still in
+		// progress, the EXIT prompt among them, stay unanswered.
+		a.waitFor(func() bool {
+			return ow.responseCount()+a.calls.requests.Load() >= ip.requests.Load()
+		}, exitFlushWait)
+	}
 	ow.close()
 	a.stop()
+	close(a.released)
 
 	// Shut the SDK down: its reader sees the closed pipe, its connection
 	// context ends and with it every in-flight request context.
 	pr.CloseWithError(errShuttingDown)
 	<-conn.Done()
 	a.calls.closeAndWait()
-	ow.close()
 	ip.interrupt(logw)
 	return result
 }
@@ -243,13 +257,13 @@ type output struct {
 	w         io.Writer
 	closed    bool
 	responses int64
-	wrote     chan struct{} // signalled after each response
+	changed   chan struct{} // signalled after each response
 }
 
 var errOutputClosed = errors.New("mock agent: output closed")
 
 func newOutput(w io.Writer) *output {
-	return &output{w: w, wrote: make(chan struct{}, 1)}
+	return &output{w: w, changed: make(chan struct{}, 1)}
 }
 
 // Write writes one message (the SDK writes each message with one call).
@@ -259,10 +273,7 @@ func (o *output) Write(p []byte) (int, error) {
 	defer o.mu.Unlock()
 	if resp {
 		o.responses++
-		select {
-		case o.wrote <- struct{}{}:
-		default:
-		}
+		signal(o.changed)
 	}
 	if o.closed {
 		return 0, errOutputClosed
@@ -304,23 +315,6 @@ func (o *output) responseCount() int64 {
 	return o.responses
 }
 
-// waitResponses waits until at least n responses were written or the timeout
-// passed, and reports whether the count was reached.
-func (o *output) waitResponses(n int64, timeout time.Duration) bool {
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	for {
-		if o.responseCount() >= n {
-			return true
-		}
-		select {
-		case <-o.wrote:
-		case <-t.C:
-			return o.responseCount() >= n
-		}
-	}
-}
-
 // syncWriter serialises writes to the diagnostics writer.
 type syncWriter struct {
 	mu sync.Mutex
@@ -333,25 +327,64 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	return s.w.Write(p)
 }
 
+// signal does a non-blocking send on a wake-up channel.
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// waitFor waits until cond holds, the timeout passes or a prompt asks to exit.
+// It returns the exit code (or -1) and whether cond held. cond is checked
+// again whenever a response is written or a request handler starts.
+func (a *agent) waitFor(cond func() bool, timeout time.Duration) (exitCode int, ok bool) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		if cond() {
+			return -1, true
+		}
+		select {
+		case <-a.calls.changed:
+		case code := <-a.exitReq:
+			return code, false
+		case <-t.C:
+			return -1, cond()
+		}
+	}
+}
+
 // callTracker counts agent method calls in progress so that Run can wait for
 // them, and refuses new calls once closed.
 type callTracker struct {
-	mu     sync.Mutex
-	wg     sync.WaitGroup
-	closed bool
+	mu       sync.Mutex
+	wg       sync.WaitGroup
+	closed   bool
+	requests atomic.Int64  // request handlers in progress
+	changed  chan struct{} // signalled when a request handler starts
 }
 
-func (t *callTracker) enter() bool {
+func (t *callTracker) enter(request bool) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
 		return false
 	}
 	t.wg.Add(1)
+	if request {
+		t.requests.Add(1)
+		signal(t.changed)
+	}
 	return true
 }
 
-func (t *callTracker) leave() { t.wg.Done() }
+func (t *callTracker) leave(request bool) {
+	if request {
+		t.requests.Add(-1)
+	}
+	t.wg.Done()
+}
 
 func (t *callTracker) closeAndWait() {
 	t.mu.Lock()

@@ -52,7 +52,7 @@ func (a *agent) Prompt(ctx context.Context, p acp.PromptRequest) (acp.PromptResp
 	if err := a.enter(); err != nil {
 		return acp.PromptResponse{}, err
 	}
-	defer a.calls.leave()
+	defer a.leave()
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -567,8 +567,10 @@ func (t *turn) exit() error {
 	case t.a.exitReq <- ExitCode:
 	default:
 	}
-	<-t.ctx.Done() // Run cancels every turn once it has closed the output
-	return t.ctx.Err()
+	// Wait, whatever happens to the turn's context, until Run has closed the
+	// output: the prompt is never answered.
+	<-t.a.released
+	return errShuttingDown
 }
 
 // flood emits n chunks "flood 1" … "flood n" as fast as possible. The lines

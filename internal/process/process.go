@@ -160,7 +160,6 @@ type Manager struct {
 	ctx        context.Context // cancelled by Close: ends streams and runs
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup // background goroutines and runs
-	closedFlag atomic.Bool
 
 	mu     sync.Mutex
 	cfg    Config
@@ -543,7 +542,6 @@ func (m *Manager) Delete(id string) error {
 func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Lock()
 	m.closed = true
-	m.closedFlag.Store(true)
 	ps := make([]*proc, 0, len(m.procs))
 	for _, p := range m.procs {
 		ps = append(ps, p)
