@@ -35,12 +35,16 @@ check(res2.stopReason === "end_turn", "permission prompt ends with end_turn", re
 check(permissions.length === 1 && permissions[0].availableReplies.includes("once"), "onPermissionRequest fires once with replies", permissions);
 await waitFor(() => agentText(events.slice(before)).includes("permission granted: allow"), "the agent acts on the chosen option");
 
+// The SDK applies config_option_update notifications (SSE) and method
+// responses (POST) in arrival order, so state converges rather than being
+// final the moment the call returns.
 await session.setMode("plan");
-const modes = await session.getModes();
-check(modes?.currentModeId === "plan", "setMode switches the mode", modes);
+await waitFor(async () => (await session.getModes())?.currentModeId === "plan", "setMode switches the mode");
 await session.setModel("mock-fast");
-const opts = await session.getConfigOptions();
-check(opts.find((o) => o.id === "model")?.currentValue === "mock-fast", "setModel switches the model", opts);
+await waitFor(
+  async () => (await session.getConfigOptions()).find((o) => o.id === "model")?.currentValue === "mock-fast",
+  "setModel switches the model",
+);
 
 const page = await sdk.getEvents({ sessionId: session.id });
 check(page.items.length >= 4 && page.items[0].eventIndex === 1, "getEvents returns persisted events", page.items.length);

@@ -62,6 +62,9 @@ func newMockAgentCmd() *cobra.Command {
 				}
 			}
 			err := mockagent.Run(cmd.Context(), os.Stdin, os.Stdout, os.Stderr)
+			if cmd.Context().Err() != nil {
+				return nil // stopped by SIGTERM/SIGINT: a normal end for an agent
+			}
 			var ee *mockagent.ExitError
 			if errors.As(err, &ee) {
 				return &exitError{ee.Code}

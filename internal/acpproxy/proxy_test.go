@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -489,4 +490,45 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+func TestClientsVanishing(t *testing.T) {
+	h := newHarness(t, Options{})
+	h.rpc("v", "fake", `{"jsonrpc":"2.0","method":"n"}`)
+	// A reader that disconnects mid-flood is unsubscribed and does not
+	// hold the agent back; a POST whose client gives up is forgotten.
+	ctx, cancel := context.WithCancel(t.Context())
+	c, _ := h.stream(ctx, "v", nil)
+	c.next(t)
+	cancel()
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, h.url+"/v1/acp/v", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"hang"}`))
+	req.Header.Set("Content-Type", "application/json")
+	pctx, pcancel := context.WithCancel(t.Context())
+	req = req.WithContext(pctx)
+	live, _ := h.stream(t.Context(), "v", map[string]string{"Last-Event-ID": "1"})
+	errc := make(chan error, 1)
+	go func() {
+		_, err := http.DefaultClient.Do(req)
+		errc <- err
+	}()
+	if m := live.next(t); m.method != "fake/hanging" {
+		t.Fatalf("%+v", m)
+	}
+	pcancel()
+	if err := <-errc; err == nil {
+		t.Fatal("cancelled POST should fail on the client side")
+	}
+	inst, _ := h.reg.Get("v")
+	for {
+		inst.pendMu.Lock()
+		n := len(inst.pending)
+		inst.pendMu.Unlock()
+		if n == 0 {
+			break
+		}
+		runtime.Gosched()
+	}
+	if r := h.rpc("v", "", `{"jsonrpc":"2.0","id":2,"method":"flood","params":{"n":5000}}`); r.status != 200 {
+		t.Fatalf("%+v", r)
+	}
 }

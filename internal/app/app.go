@@ -14,6 +14,9 @@ import (
 
 	"github.com/sandbox-agent-go/sandbox-agent/internal/acpproxy"
 	"github.com/sandbox-agent-go/sandbox-agent/internal/agents"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/fsapi"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/mcpconfig"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/process"
 	"github.com/sandbox-agent-go/sandbox-agent/internal/server"
 )
 
@@ -26,6 +29,8 @@ type Config struct {
 	// Home is the directory relative filesystem paths resolve against
 	// (default $HOME).
 	Home string
+	// MaxFileBytes caps file uploads (0: unlimited; they stream to disk).
+	MaxFileBytes int64
 	// Cwd is the directory relative config directories resolve against
 	// (default the process working directory).
 	Cwd    string
@@ -34,11 +39,12 @@ type Config struct {
 
 // App is an assembled server.
 type App struct {
-	cfg     Config
-	handler *server.Handler
-	closers []server.Closer
-	Agents  *agents.Manager
-	ACP     *acpproxy.Registry
+	cfg       Config
+	handler   *server.Handler
+	closers   []server.Closer
+	Agents    *agents.Manager
+	ACP       *acpproxy.Registry
+	Processes *process.Manager
 }
 
 // New builds the server.
@@ -74,8 +80,11 @@ func New(cfg Config) (*App, error) {
 	routes := server.BaseRoutes(cfg.Version)
 	routes = append(routes, a.Agents.Routes()...)
 	routes = append(routes, a.ACP.Routes()...)
-	routes = append(routes, extraRoutes(a, cfg)...)
-	a.closers = append([]server.Closer{a.ACP}, a.closers...)
+	a.Processes = process.NewManager(process.Options{Logger: cfg.Logger})
+	routes = append(routes, fsapi.New(fsapi.Options{Home: cfg.Home, MaxFileBytes: cfg.MaxFileBytes, Logger: cfg.Logger}).Routes()...)
+	routes = append(routes, mcpconfig.New(mcpconfig.Options{Cwd: cfg.Cwd}).Routes()...)
+	routes = append(routes, a.Processes.Routes()...)
+	a.closers = []server.Closer{a.ACP, a.Processes}
 	h, err := server.NewHandler(cfg.HTTP, routes)
 	if err != nil {
 		return nil, err
@@ -83,9 +92,6 @@ func New(cfg Config) (*App, error) {
 	a.handler = h
 	return a, nil
 }
-
-// extraRoutes is replaced as capabilities land (fs, config, processes).
-var extraRoutes = func(a *App, cfg Config) []server.Route { return nil }
 
 // Handler is the HTTP handler.
 func (a *App) Handler() http.Handler { return a.handler }

@@ -29,10 +29,10 @@ func TestInitialize(t *testing.T) {
 		"result": map[string]any{
 			"protocolVersion": float64(1),
 			"agentCapabilities": map[string]any{
-				"loadSession":        true,
-				"promptCapabilities": map[string]any{"embeddedContext": true},
-				"auth":               map[string]any{},
-				"mcpCapabilities":    map[string]any{},
+				"loadSession":         true,
+				"promptCapabilities":  map[string]any{"embeddedContext": true},
+				"auth":                map[string]any{},
+				"mcpCapabilities":     map[string]any{},
 				"sessionCapabilities": map[string]any{},
 			},
 			"agentInfo":   map[string]any{"name": "sandbox-agent-mock", "version": "builtin"},
@@ -350,34 +350,32 @@ func TestRun(t *testing.T) {
 }
 
 func TestSlowCancel(t *testing.T) {
-	for _, caps := range []acp.ClientCapabilities{allCaps, {}} {
-		h := start(t, nil, caps)
-		sid := h.newSession("").SessionId
-		done := make(chan acp.PromptResponse, 1)
-		go func() {
-			resp, err := h.prompt(sid, "SLOW")
-			if err != nil {
-				t.Errorf("prompt: %v", err)
-			}
-			done <- resp
-		}()
-		recv(t, h.client.chunked, "the first chunk")
-		if err := h.conn.Cancel(context.Background(), acp.CancelNotification{SessionId: sid}); err != nil {
-			t.Fatal(err)
+	h := start(t, nil, allCaps)
+	sid := h.newSession("").SessionId
+	done := make(chan acp.PromptResponse, 1)
+	go func() {
+		resp, err := h.prompt(sid, "SLOW")
+		if err != nil {
+			t.Errorf("prompt: %v", err)
 		}
-		resp := recv(t, done, "the prompt to end")
-		if resp.StopReason != acp.StopReasonCancelled {
-			t.Errorf("stopReason = %q, want cancelled", resp.StopReason)
-		}
-		text, n := agentText(h.client.takeUpdates())
-		if n < 1 || n >= 100 || !strings.HasPrefix(text, "slow 1/100\n") {
-			t.Errorf("%d chunks: %q", n, text)
-		}
+		done <- resp
+	}()
+	recv(t, h.client.chunked, "the first chunk")
+	if err := h.conn.Cancel(context.Background(), acp.CancelNotification{SessionId: sid}); err != nil {
+		t.Fatal(err)
+	}
+	resp := recv(t, done, "the prompt to end")
+	if resp.StopReason != acp.StopReasonCancelled {
+		t.Errorf("stopReason = %q, want cancelled", resp.StopReason)
+	}
+	text, n := agentText(h.client.takeUpdates())
+	if n < 1 || n >= 100 || !strings.HasPrefix(text, "slow 1/100\n") {
+		t.Errorf("%d chunks: %q", n, text)
+	}
 
-		// The session still works after a cancelled turn.
-		if resp := h.mustPrompt(sid, "again"); resp.StopReason != acp.StopReasonEndTurn {
-			t.Errorf("stopReason after cancel = %q", resp.StopReason)
-		}
+	// The session still works after a cancelled turn.
+	if resp := h.mustPrompt(sid, "again"); resp.StopReason != acp.StopReasonEndTurn {
+		t.Errorf("stopReason after cancel = %q", resp.StopReason)
 	}
 }
 
@@ -752,6 +750,30 @@ func TestUnknownSession(t *testing.T) {
 	}
 }
 
+func TestResumeAndClose(t *testing.T) {
+	h := start(t, nil, allCaps)
+	ctx := context.Background()
+	sid := h.newSession("").SessionId
+	resp, err := h.conn.ResumeSession(ctx, acp.ResumeSessionRequest{SessionId: sid, Cwd: "/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Modes == nil || resp.Modes.CurrentModeId != "normal" || len(resp.ConfigOptions) != 3 {
+		t.Errorf("session/resume = %+v", resp)
+	}
+	if _, err := h.conn.CloseSession(ctx, acp.CloseSessionRequest{SessionId: sid}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = h.prompt(sid, "hello")
+	if code := requestCode(t, err); code != -32002 {
+		t.Errorf("prompt after session/close: code %d", code)
+	}
+	_, err = h.conn.ResumeSession(ctx, acp.ResumeSessionRequest{SessionId: sid, Cwd: "/"})
+	if code := requestCode(t, err); code != -32002 {
+		t.Errorf("session/resume after session/close: code %d", code)
+	}
+}
+
 // Only the first keyword of the prompt acts.
 func TestFirstKeywordWins(t *testing.T) {
 	h := start(t, nil, allCaps)
@@ -850,41 +872,47 @@ func BenchmarkFlood(b *testing.B) {
 }
 
 // A script piped into the agent: every request read before EOF is answered
-// before Run returns, the prompt in flight as "cancelled" or "end_turn".
+// once before Run returns. (The requests run concurrently, so a prompt may
+// run before session/new has created its session.)
 func TestScriptedInput(t *testing.T) {
 	script := strings.Join([]string{
 		`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":1}}`,
 		`{"jsonrpc":"2.0","id":2,"method":"session/new","params":{"cwd":"/","mcpServers":[]}}`,
 		`{"jsonrpc":"2.0","id":3,"method":"session/prompt","params":{"sessionId":"mock-session-1","prompt":[{"type":"text","text":"SLOW"}]}}`,
 		`{"jsonrpc":"2.0","id":4,"method":"session/set_mode","params":{"sessionId":"mock-session-1","modeId":"plan"}}`,
+		`{"jsonrpc":"2.0","method":"session/cancel","params":{"sessionId":"mock-session-1"}}`,
 		`{"jsonrpc":"2.0","id":5,"method":"session/prompt","params":{"sessionId":"mock-session-1","prompt":[{"type":"text","text":"hi"}]}}`,
 	}, "\n") // the last line has no newline
 	var out syncBuffer
 	if err := mockagent.Run(context.Background(), strings.NewReader(script), &out, io.Discard); err != nil {
 		t.Fatalf("Run = %v", err)
 	}
-	results := map[float64]any{}
+	answers := map[float64]map[string]any{}
 	for line := range strings.Lines(out.String()) {
 		var m map[string]any
 		if err := json.Unmarshal([]byte(line), &m); err != nil {
 			t.Fatalf("invalid line %q: %v", line, err)
 		}
-		if id, ok := m["id"].(float64); ok {
-			if _, dup := results[id]; dup {
-				t.Errorf("two answers for id %v", id)
+		id, ok := m["id"].(float64)
+		if !ok {
+			continue
+		}
+		if _, dup := answers[id]; dup {
+			t.Errorf("two answers for id %v", id)
+		}
+		answers[id] = m
+		if e, ok := m["error"].(map[string]any); ok && (id < 3 || e["code"] != float64(-32002)) {
+			t.Errorf("request %v: %v", id, m)
+		}
+		if r, ok := m["result"].(map[string]any); ok && (id == 3 || id == 5) {
+			if sr := r["stopReason"]; sr != "cancelled" && sr != "end_turn" {
+				t.Errorf("prompt %v: %v", id, m)
 			}
-			results[id] = m["result"]
 		}
 	}
 	for id := range 5 {
-		if _, ok := results[float64(id+1)]; !ok {
+		if _, ok := answers[float64(id+1)]; !ok {
 			t.Errorf("request %d not answered", id+1)
-		}
-	}
-	for _, id := range []float64{3, 5} {
-		r, _ := results[id].(map[string]any)
-		if sr := r["stopReason"]; sr != "cancelled" && sr != "end_turn" {
-			t.Errorf("prompt %v: result %v", id, results[id])
 		}
 	}
 }
@@ -905,13 +933,31 @@ func TestExitOSPipes(t *testing.T) {
 	var errOut syncBuffer
 	result := make(chan error, 1)
 	go func() { result <- mockagent.Run(context.Background(), inR, outW, &errOut) }()
-	for _, l := range []string{
+	out := bufio.NewReader(outR)
+	readLine := func() map[string]any {
+		t.Helper()
+		line, err := out.ReadBytes('\n')
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(line, &m); err != nil {
+			t.Fatalf("invalid line %q: %v", line, err)
+		}
+		return m
+	}
+	for i, l := range []string{
 		`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":1}}`,
 		`{"jsonrpc":"2.0","id":2,"method":"session/new","params":{"cwd":"/","mcpServers":[]}}`,
 		`{"jsonrpc":"2.0","id":3,"method":"session/prompt","params":{"sessionId":"mock-session-1","prompt":[{"type":"text","text":"EXIT"}]}}`,
 	} {
 		if _, err := io.WriteString(inW, l+"\n"); err != nil {
 			t.Fatal(err)
+		}
+		if m := readLine(); i < 2 && m["id"] != float64(i+1) {
+			t.Fatalf("got %v, want the answer to %d", m, i+1)
+		} else if i == 2 && m["method"] != "session/update" {
+			t.Fatalf("got %v, want the EXIT chunk", m)
 		}
 	}
 	err = recv(t, result, "Run to return")
@@ -920,26 +966,8 @@ func TestExitOSPipes(t *testing.T) {
 		t.Fatalf("Run = %v, want ExitError{3}", err)
 	}
 	_ = outW.Close()
-	b, err := io.ReadAll(outR)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("output: %s", b)
-	var ids []any
-	chunks := 0
-	for line := range strings.Lines(string(b)) {
-		var m map[string]any
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatalf("invalid line %q: %v", line, err)
-		}
-		if id, ok := m["id"]; ok {
-			ids = append(ids, id)
-		} else if m["method"] == "session/update" {
-			chunks++
-		}
-	}
-	if d := cmp.Diff([]any{1.0, 2.0}, ids); d != "" || chunks != 1 {
-		t.Errorf("answered ids (-want +got):\n%s\nchunks: %d", d, chunks)
+	if rest, err := io.ReadAll(out); err != nil || len(rest) != 0 {
+		t.Errorf("output after the EXIT chunk: %q, %v", rest, err)
 	}
 	if got := errOut.String(); got != "mock agent exiting as requested\n" {
 		t.Errorf("stderr = %q", got)

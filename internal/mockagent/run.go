@@ -56,15 +56,16 @@ var errShuttingDown = errors.New("mock agent is shutting down")
 // Run serves ACP on in/out until in reaches EOF or ctx ends. Diagnostics go to
 // errOut.
 //
-// Run returns nil when in reached EOF, ctx.Err() when ctx ended first, and an
-// *[ExitError] when a prompt contained the EXIT keyword.
+// Run returns nil when in reached EOF (the read error if reading in failed),
+// ctx.Err() when ctx ended first, and an *[ExitError] when a prompt contained
+// the EXIT keyword.
 //
 // When in reaches EOF or ctx ends, the prompts in flight are cancelled (they
 // answer stopReason "cancelled", as real agents do when their stdin closes)
 // and Run returns once every request read so far has been answered (waiting
-// at most 5 s). When EXIT is requested, Run returns as soon as the EXIT
-// chunk is written and writes nothing more; the EXIT prompt is never
-// answered.
+// at most 5 s). When EXIT is requested, Run writes the answers of the
+// requests already handled (waiting at most 1 s), then writes nothing more and
+// returns; the EXIT prompt and other prompts in flight are never answered.
 //
 // If in has not reached EOF when Run returns, a pending read of in is
 // interrupted by setting a read deadline or closing in, when in supports
@@ -109,7 +110,7 @@ func Run(ctx context.Context, in io.Reader, out io.Writer, errOut io.Writer) err
 		// answered, unless a prompt asks to exit meanwhile.
 		a.stop()
 		n := ip.requests.Load()
-		code, ok := a.waitFor(func() bool { return ow.responseCount() >= n }, responseWait)
+		code, ok := a.waitFor(func() bool { return ow.responseCount() >= n }, responseWait, a.exitReq)
 		if code >= 0 {
 			exitCode = code
 		} else if !ok {
@@ -123,7 +124,7 @@ func Run(ctx context.Context, in io.Reader, out io.Writer, errOut io.Writer) err
 		// progress, the EXIT prompt among them, stay unanswered.
 		a.waitFor(func() bool {
 			return ow.responseCount()+a.calls.requests.Load() >= ip.requests.Load()
-		}, exitFlushWait)
+		}, exitFlushWait, nil)
 	}
 	ow.close()
 	a.stop()
@@ -335,10 +336,11 @@ func signal(c chan struct{}) {
 	}
 }
 
-// waitFor waits until cond holds, the timeout passes or a prompt asks to exit.
-// It returns the exit code (or -1) and whether cond held. cond is checked
-// again whenever a response is written or a request handler starts.
-func (a *agent) waitFor(cond func() bool, timeout time.Duration) (exitCode int, ok bool) {
+// waitFor waits until cond holds, the timeout passes or exit (when not nil)
+// delivers an exit code. It returns the exit code (or -1) and whether cond
+// held. cond is checked again whenever a response is written or a request
+// handler starts.
+func (a *agent) waitFor(cond func() bool, timeout time.Duration, exit <-chan int) (exitCode int, ok bool) {
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	for {
@@ -347,7 +349,7 @@ func (a *agent) waitFor(cond func() bool, timeout time.Duration) (exitCode int, 
 		}
 		select {
 		case <-a.calls.changed:
-		case code := <-a.exitReq:
+		case code := <-exit:
 			return code, false
 		case <-t.C:
 			return -1, cond()

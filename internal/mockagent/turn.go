@@ -76,7 +76,7 @@ func (a *agent) Prompt(ctx context.Context, p acp.PromptRequest) (acp.PromptResp
 	a.mu.Unlock()
 
 	t := &turn{a: a, s: s, ctx: ctx, caps: caps}
-	stop, err := t.run(text)
+	err = t.run(text)
 
 	a.mu.Lock()
 	if s.turnID == turnID {
@@ -97,33 +97,31 @@ func (a *agent) Prompt(ctx context.Context, p acp.PromptRequest) (acp.PromptResp
 	case err != nil:
 		return acp.PromptResponse{}, err
 	}
-	return acp.PromptResponse{StopReason: stop}, nil
+	return acp.PromptResponse{StopReason: acp.StopReasonEndTurn}, nil
 }
 
-func (t *turn) run(text string) (acp.StopReason, error) {
+// run plays the turn for the prompt text; a nil error ends it with end_turn.
+func (t *turn) run(text string) error {
 	kw, rest := findKeyword(text)
-	var err error
 	switch kw {
 	case KeywordPermission:
-		err = t.permission()
+		return t.permission()
 	case KeywordWriteFile:
-		err = t.writeFile(rest)
+		return t.writeFile(rest)
 	case KeywordReadFile:
-		err = t.readFile(rest)
+		return t.readFile(rest)
 	case KeywordRun:
-		err = t.runCommand(rest)
+		return t.runCommand(rest)
 	case KeywordSlow:
-		err = t.slow()
+		return t.slow()
 	case KeywordError:
-		return "", &acp.RequestError{Code: codeInternalError, Message: "mock agent error", Data: map[string]any{"keyword": KeywordError}}
+		return &acp.RequestError{Code: codeInternalError, Message: "mock agent error", Data: map[string]any{"keyword": KeywordError}}
 	case KeywordExit:
-		err = t.exit()
+		return t.exit()
 	case KeywordFlood:
-		err = t.flood(rest)
-	default:
-		err = t.defaultTurn(text)
+		return t.flood(rest)
 	}
-	return acp.StopReasonEndTurn, err
+	return t.defaultTurn(text)
 }
 
 func (t *turn) update(u acp.SessionUpdate) error {

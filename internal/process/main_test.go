@@ -245,3 +245,11 @@ func problemDetail(t testing.TB, raw []byte) (string, map[string]any) {
 	}
 	return p.Detail, p.Details
 }
+
+func contextWithCancel() (context.Context, context.CancelFunc) {
+	return context.WithCancel(context.Background())
+}
+
+func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
+}

@@ -151,15 +151,15 @@ type Options struct {
 
 // Manager owns every managed process and every in-flight run.
 type Manager struct {
-	log        *slog.Logger
-	now        func() time.Time
-	heartbeat  time.Duration
-	grace      time.Duration
-	stopWait   time.Duration
-	origins    []string
-	ctx        context.Context // cancelled by Close: ends streams and runs
-	cancel     context.CancelFunc
-	wg         sync.WaitGroup // background goroutines and runs
+	log       *slog.Logger
+	now       func() time.Time
+	heartbeat time.Duration
+	grace     time.Duration
+	stopWait  time.Duration
+	origins   []string
+	ctx       context.Context // cancelled by Close: ends streams and runs
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup // background goroutines and runs
 
 	mu     sync.Mutex
 	cfg    Config
