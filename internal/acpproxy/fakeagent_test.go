@@ -76,6 +76,10 @@ func fakeAgent() int {
 			continue
 		}
 		switch msg.Method {
+		case "stall": // stop reading stdin altogether
+			send(map[string]any{"jsonrpc": "2.0", "id": msg.ID, "result": nil})
+			out.Flush()
+			select {}
 		case "hang":
 			send(map[string]any{"jsonrpc": "2.0", "method": "fake/hanging"})
 		case "die":

@@ -92,7 +92,11 @@ func (r *Registry) handlePost(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if env.Kind != acp.Request {
-		if err := inst.write(req.Context(), line.Bytes()); err != nil {
+		// Bounded like a request: an agent that stops reading stdin must not
+		// hang the caller.
+		ctx, cancel := context.WithTimeout(req.Context(), r.opts.RequestTimeout)
+		defer cancel()
+		if err := inst.write(ctx, line.Bytes()); err != nil {
 			problem.WriteError(w, inst.writeError(err))
 			return
 		}
@@ -149,7 +153,7 @@ func (in *Instance) serveStream(w http.ResponseWriter, req *http.Request, lastID
 	rd, gap := st.subscribe(lastID, hasLast)
 	defer st.unsubscribe(rd)
 	sw, err := sse.Start(w)
-	if err != nil {
+	if err != nil || req.Method == http.MethodHead {
 		return
 	}
 	rc := http.NewResponseController(w)

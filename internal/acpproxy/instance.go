@@ -32,7 +32,8 @@ type Instance struct {
 	stdout *os.File
 	pgid   int
 
-	writeMu sync.Mutex
+	writeCh  chan writeReq
+	closedCh chan struct{} // closed by close()
 
 	pendMu  sync.Mutex
 	pending map[string]chan []byte
@@ -97,9 +98,12 @@ func start(id, agent string, cmd *exec.Cmd, opts *Options) (*Instance, error) {
 		stderr:   newTailBuffer(opts.StderrTailBytes),
 		exitedCh: make(chan struct{}),
 		reapedCh: make(chan struct{}),
+		writeCh:  make(chan writeReq),
+		closedCh: make(chan struct{}),
 	}
 	in.log.Info("agent process started")
-	in.readersWG.Add(2)
+	in.readersWG.Add(3)
+	go in.writeLoop()
 	stdoutDone := make(chan struct{})
 	go func() {
 		defer in.readersWG.Done()
@@ -267,23 +271,57 @@ func (in *Instance) exited() bool {
 	}
 }
 
-// write sends one line to the agent's stdin. It is bounded by ctx through a
-// write deadline, so an agent that stops reading cannot hang the caller.
+// write queues one line for the agent's stdin and waits until it is
+// written, ctx ends or the agent exits. Lines are written whole and in
+// order by one writer goroutine, so a caller that gives up (504) never
+// leaves half a line behind to corrupt the framing: its line is still
+// delivered when the agent reads again.
 func (in *Instance) write(ctx context.Context, line []byte) error {
-	in.writeMu.Lock()
-	defer in.writeMu.Unlock()
 	if in.exited() {
 		return errAgentExited
 	}
-	if dl, ok := ctx.Deadline(); ok {
-		_ = in.stdin.SetWriteDeadline(dl)
-	} else {
-		_ = in.stdin.SetWriteDeadline(time.Time{})
-	}
 	buf := make([]byte, 0, len(line)+1)
-	buf = append(append(buf, line...), '\n')
-	_, err := in.stdin.Write(buf)
-	return err
+	w := writeReq{buf: append(append(buf, line...), '\n'), done: make(chan error, 1)}
+	select {
+	case in.writeCh <- w:
+	case <-in.exitedCh:
+		return errAgentExited
+	case <-in.closedCh:
+		return errAgentExited
+	case <-ctx.Done():
+		return errWriteTimeout
+	}
+	select {
+	case err := <-w.done:
+		return err
+	case <-in.exitedCh:
+		return errAgentExited
+	case <-ctx.Done():
+		return errWriteTimeout
+	}
+}
+
+type writeReq struct {
+	buf  []byte
+	done chan error
+}
+
+var errWriteTimeout = errors.New("timed out writing to agent stdin")
+
+func (in *Instance) writeLoop() {
+	defer in.readersWG.Done()
+	for {
+		select {
+		case w := <-in.writeCh:
+			_, err := in.stdin.Write(w.buf)
+			w.done <- err
+			if err != nil {
+				return
+			}
+		case <-in.closedCh:
+			return
+		}
+	}
 }
 
 // call writes a request and waits for the agent's response with the same id.
@@ -335,8 +373,8 @@ func (in *Instance) writeError(err error) error {
 	if errors.Is(err, errAgentExited) || in.exited() {
 		return problem.Stream(fmt.Sprintf("failed writing to agent stdin: agent process has exited%s", in.exitSuffix()))
 	}
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return problem.TimeoutMsg("timed out writing to agent stdin (the agent is not reading)")
+	if errors.Is(err, errWriteTimeout) {
+		return problem.TimeoutMsg("timed out writing to agent stdin (the agent is not reading); the message stays queued")
 	}
 	return problem.Stream("failed writing to agent stdin: " + err.Error())
 }
@@ -360,6 +398,7 @@ func (in *Instance) exitProblem() *problem.Problem {
 // readers are done. Open SSE streams end.
 func (in *Instance) close(ctx context.Context) {
 	in.closeOnce.Do(func() {
+		close(in.closedCh)
 		in.stream.close()
 		_ = in.stdin.Close()
 		_ = syscall.Kill(-in.pgid, syscall.SIGTERM)

@@ -532,3 +532,15 @@ func TestClientsVanishing(t *testing.T) {
 		t.Fatalf("%+v", r)
 	}
 }
+
+func TestAgentNotReadingStdinTimesOut(t *testing.T) {
+	h := newHarness(t, Options{RequestTimeout: 200 * time.Millisecond})
+	if r := h.rpc("st", "fake", `{"jsonrpc":"2.0","id":1,"method":"stall"}`); r.status != 200 {
+		t.Fatalf("%+v", r)
+	}
+	big := `{"jsonrpc":"2.0","method":"note","params":{"pad":"` + strings.Repeat("x", 1<<20) + `"}}`
+	r := h.rpc("st", "", big)
+	if r.status != 504 || problemType(t, r.body) != "timeout" || !strings.Contains(r.body, "not reading") {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+}

@@ -78,9 +78,11 @@
 //     terminal/create {command: "sh", args: ["-c", <command line>], cwd},
 //     terminal/wait_for_exit, terminal/output and terminal/release; otherwise
 //     it runs sh -c locally in the session cwd. The reply is
-//     "ran \"<command line>\" via terminal: exit code <n>\n<output>" (or
-//     "… locally (client did not advertise terminal): …"). The tool call fails
-//     when the exit code is not 0.
+//     "ran <quoted command line> via terminal: exit code <n>\n<output>" (or
+//     "… locally (client did not advertise terminal): …"; "signal <name>"
+//     instead of "exit code <n>" when the command was killed), the command
+//     line quoted as by Go's %q. The tool call fails when the exit code is not
+//     0. Output is limited to 1 MiB.
 //   - SLOW: streams 100 chunks "slow <i>/100\n", 100 ms apart (10 s), then
 //     end_turn. session/cancel stops it at once with stopReason "cancelled".
 //   - ERROR: the prompt answers the JSON-RPC error code -32603, message
@@ -93,7 +95,9 @@
 //     1,000,000. The history keeps "flood: <n> chunks" as the agent text.
 //
 // Errors of fs and terminal calls end the tool call "failed" and are told in
-// the reply; the turn still ends with end_turn.
+// the reply; the turn still ends with end_turn. WRITE_FILE, READ_FILE and RUN
+// without their argument reply with their usage. File contents put in a reply
+// are limited to 1 MiB.
 //
 // # Lifecycle
 //

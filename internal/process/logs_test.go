@@ -2,6 +2,7 @@ package process
 
 import (
 	"bufio"
+	"encoding/base64"
 	"context"
 	"encoding/json"
 	"errors"
@@ -221,7 +222,8 @@ func TestLogsFilters(t *testing.T) {
 	}
 	// Wire form: data is base64.
 	raw := e.call("GET", "/v1/processes/"+in.ID+"/logs?tail=1&stream=stdout", nil, 200, nil)
-	if !strings.Contains(string(raw), `"data":"bzIK","encoding":"base64"}]}`) {
+	lastOut := stdout[len(stdout)-1]
+	if !strings.Contains(string(raw), `"data":"`+base64.StdEncoding.EncodeToString(lastOut.Data)+`","encoding":"base64"}]}`) {
 		t.Fatalf("wire %s", raw)
 	}
 	for _, q := range []string{"?stream=bogus", "?tail=x", "?since=-1", "?follow=1"} {

@@ -310,6 +310,7 @@ func TestStopKill(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			in := e.create(map[string]any{"command": "sh", "args": tc.args})
 			l := e.waitOutput(in.ID, "", "\n")
 			if got := strings.TrimSpace(joinData(l.Entries)); got != strconv.Itoa(*in.Pid) {
@@ -338,10 +339,13 @@ func TestStopKill(t *testing.T) {
 			}
 		})
 	}
-	res, raw := e.do("POST", "/v1/processes/proc_1/stop?waitMs=abc", nil)
-	if res.StatusCode != 400 || !strings.HasPrefix(string(raw), "Failed to deserialize query string") {
-		t.Fatalf("waitMs=abc: %d %s", res.StatusCode, raw)
-	}
+	t.Run("bad waitMs", func(t *testing.T) {
+		t.Parallel()
+		res, raw := e.do("POST", "/v1/processes/proc_1/stop?waitMs=abc", nil)
+		if res.StatusCode != 400 || !strings.HasPrefix(string(raw), "Failed to deserialize query string") {
+			t.Fatalf("waitMs=abc: %d %s", res.StatusCode, raw)
+		}
+	})
 }
 
 // Delete kills what a process left running in its group.
@@ -356,6 +360,9 @@ func TestDeleteKillsLeftovers(t *testing.T) {
 	}
 	// A follow stream stays open (the child holds stdout) until delete.
 	s := e.follow(in.ID, "")
+	if _, en := s.next(t); string(en.Data) != "started\n" {
+		t.Fatalf("replay %q", en.Data)
+	}
 	e.call("DELETE", "/v1/processes/"+in.ID, nil, 204, nil)
 	s.expectEnd(t)
 	assertGroupGone(t, *in.Pid)

@@ -356,6 +356,7 @@ func TestCloseLeavesNoProcessGroup(t *testing.T) {
 	tm := e.dial("proc_3", "")
 	s := e.follow("proc_1", "")
 	s4 := e.follow("proc_4", "")
+	s4.next(t) // replay of "started"
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

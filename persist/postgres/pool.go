@@ -253,7 +253,9 @@ func (t *poolTx) Rollback(ctx context.Context) error {
 	return err
 }
 
-// poolBatchResults releases its connection when closed.
+// poolBatchResults releases its connection when closed. (Batches that begin
+// a transaction, pgx.Batch.BeginTx, are not supported: the store sends none,
+// and the pool is not handed out.)
 type poolBatchResults struct {
 	pgx.BatchResults
 	release func()
@@ -276,3 +278,4 @@ func (e errBatchResults) Exec() (pgconn.CommandTag, error) { return pgconn.Comma
 func (e errBatchResults) Query() (pgx.Rows, error)         { return nil, e.err }
 func (e errBatchResults) QueryRow() pgx.Row                { return &poolRow{err: e.err} }
 func (e errBatchResults) Close() error                     { return e.err }
+func (e errBatchResults) Tx() pgx.Tx                       { return nil }

@@ -167,10 +167,6 @@ func (s *Store) Close() error {
 // Schema returns the schema holding the store's tables.
 func (s *Store) Schema() string { return s.schema }
 
-// DB returns what the store runs its queries on: the DB given to New, or
-// Open's own pool.
-func (s *Store) DB() DB { return s.db }
-
 type queries struct {
 	getSession, listSessions, upsertSession string
 	listEvents, insertEvent, getEventByID   string
@@ -300,6 +296,8 @@ func (s *Store) InsertEvent(ctx context.Context, sessionID string, ev sandboxage
 			return s.existingEvent(ctx, ev, op)
 		case isUniqueViolation(err) && ev.EventIndex == 0 && attempt < maxAssignAttempts:
 			continue
+		case isUniqueViolation(err) && ev.EventIndex == 0:
+			return sandboxagent.SessionEvent{}, fmt.Errorf("postgres store: %s: %w: no free event index after %d attempts: %w", op, sandboxagent.ErrStoreConflict, attempt, err)
 		case isUniqueViolation(err):
 			return sandboxagent.SessionEvent{}, fmt.Errorf("postgres store: %s: %w: session already has event index %d", op, sandboxagent.ErrStoreConflict, ev.EventIndex)
 		default:
