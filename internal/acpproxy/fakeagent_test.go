@@ -2,12 +2,12 @@ package acpproxy
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"strconv"
-	"context"
 	"testing"
 
 	"go.uber.org/goleak"
