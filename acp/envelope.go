@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"unicode/utf8"
 )
 
 // Kind classifies a JSON-RPC envelope.
@@ -48,43 +49,121 @@ type Envelope struct {
 // ErrNotObject is returned for valid JSON that is not an object.
 var ErrNotObject = errors.New("request body must be a JSON-RPC object")
 
-type probe struct {
-	ID     json.RawMessage `json:"id"`
-	Method json.RawMessage `json:"method"`
-}
-
 // Parse classifies raw (which must be one JSON value). It returns a
 // *json.SyntaxError for malformed JSON and ErrNotObject for non-objects.
+// It is on the proxy's hot path (every agent stdout line), so it validates
+// with json.Valid and then scans only the top-level members, without
+// decoding params or results.
 func Parse(raw []byte) (Envelope, error) {
-	t := bytes.TrimLeft(raw, " \t\r\n")
-	if len(t) == 0 || t[0] != '{' {
-		if !json.Valid(raw) {
-			return Envelope{}, json.Unmarshal(raw, new(any))
-		}
+	if !json.Valid(raw) {
+		return Envelope{}, json.Unmarshal(raw, new(any))
+	}
+	i := skipWS(raw, 0)
+	if raw[i] != '{' {
 		return Envelope{}, ErrNotObject
 	}
-	var p probe
-	if err := json.Unmarshal(raw, &p); err != nil {
-		return Envelope{}, err
-	}
-	env := Envelope{ID: p.ID}
-	if p.Method != nil {
-		var m string
-		if json.Unmarshal(p.Method, &m) == nil {
-			env.Method = m
+	var env Envelope
+	var hasID, hasMethod bool
+	i++
+	for {
+		i = skipWS(raw, i)
+		if raw[i] == '}' {
+			break
+		}
+		kEnd := skipString(raw, i)
+		key := raw[i:kEnd]
+		i = skipWS(raw, kEnd) + 1 // ':'
+		i = skipWS(raw, i)
+		vEnd := skipValue(raw, i)
+		val := raw[i:vEnd]
+		switch keyName(key) {
+		case "id":
+			env.ID, hasID = val, true
+		case "method":
+			hasMethod = true
+			if len(val) > 0 && val[0] == '"' {
+				if bytes.IndexByte(val, '\\') < 0 && utf8.Valid(val) {
+					env.Method = string(val[1 : len(val)-1])
+				} else {
+					_ = json.Unmarshal(val, &env.Method)
+				}
+			}
+		}
+		i = skipWS(raw, vEnd)
+		if raw[i] == ',' {
+			i++
 		}
 	}
 	switch {
-	case p.Method != nil && p.ID != nil:
+	case hasMethod && hasID:
 		env.Kind = Request
-	case p.Method != nil:
+	case hasMethod:
 		env.Kind = Notification
-	case p.ID != nil:
+	case hasID:
 		env.Kind = Response
 	default:
 		env.Kind = Other
 	}
 	return env, nil
+}
+
+// The scanners below run only on input json.Valid accepted.
+
+func skipWS(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index after the string starting at b[i] == '"'.
+func skipString(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return i
+}
+
+// skipValue returns the index after the value starting at b[i].
+func skipValue(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for ; i < len(b); i++ {
+			switch b[i] {
+			case '"':
+				i = skipString(b, i) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+		}
+		return i
+	}
+	for i < len(b) && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] != ' ' && b[i] != '\t' && b[i] != '\n' && b[i] != '\r' {
+		i++
+	}
+	return i
+}
+
+func keyName(quoted []byte) string {
+	if bytes.IndexByte(quoted, '\\') < 0 && utf8.Valid(quoted) {
+		return string(quoted[1 : len(quoted)-1]) // no allocation: compared, not kept
+	}
+	var s string
+	_ = json.Unmarshal(quoted, &s)
+	return s
 }
 
 // IDKey is the map key for an id: its compact JSON form, so numbers and

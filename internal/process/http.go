@@ -285,6 +285,11 @@ func (m *Manager) handleLogs(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
+	if !m.track() {
+		httpjson.Error(w, errShuttingDown())
+		return
+	}
+	defer m.wg.Done()
 	m.followLogs(w, r, p, f, since, tail, hasTail)
 }
 

@@ -223,6 +223,18 @@ func (m *Manager) SetConfig(c Config) (Config, error) {
 
 func (m *Manager) nowMs() int64 { return m.now().UnixMilli() }
 
+// track registers a run or stream with Close; false once closed. The
+// caller calls m.wg.Done when it ends.
+func (m *Manager) track() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return false
+	}
+	m.wg.Add(1)
+	return true
+}
+
 func errShuttingDown() *problem.Problem { return problem.Stream("server is shutting down") }
 
 // proc is one managed process.

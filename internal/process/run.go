@@ -49,15 +49,11 @@ func (m *Manager) Run(ctx context.Context, req RunRequest) (RunResponse, error) 
 	if req.Command == "" {
 		return RunResponse{}, problem.Invalid("command must not be empty")
 	}
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
+	if !m.track() {
 		return RunResponse{}, errShuttingDown()
 	}
-	cfg := m.cfg
-	m.wg.Add(1)
-	m.mu.Unlock()
 	defer m.wg.Done()
+	cfg := m.Config()
 
 	timeoutMs := cfg.DefaultRunTimeoutMs
 	if req.TimeoutMs != nil {

@@ -72,6 +72,11 @@ func (m *Manager) handleTerminal(w http.ResponseWriter, r *http.Request) {
 		httpjson.Error(w, errNotTTY())
 		return
 	}
+	if !m.track() {
+		httpjson.Error(w, errShuttingDown())
+		return
+	}
+	defer m.wg.Done()
 	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		InsecureSkipVerify: len(m.origins) == 0,
 		OriginPatterns:     m.origins,

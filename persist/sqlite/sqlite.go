@@ -17,7 +17,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"embed"
 	"errors"
 	"fmt"
@@ -71,6 +70,7 @@ type Store struct {
 	db          *sql.DB
 	owned       bool
 	busyTimeout time.Duration
+	stmts       statements
 	// writeSem serialises this Store's own write transactions, so they queue
 	// in Go instead of spinning in SQLite's busy handler; other Stores and
 	// processes are kept out by the database lock.
@@ -146,7 +146,50 @@ func newStore(ctx context.Context, db *sql.DB, owned bool, o options) (*Store, e
 	if err := s.migrate(ctx); err != nil {
 		return nil, err
 	}
+	if err := s.stmts.prepare(ctx, db); err != nil {
+		s.stmts.close()
+		return nil, err
+	}
 	return s, nil
+}
+
+// statements are prepared once; database/sql prepares them again on each
+// connection that runs them and keeps them there, so SQL is parsed once per
+// connection, not per call.
+type statements struct {
+	getSession, listSessions, upsertSession *sql.Stmt
+	listEvents, insertEvent, getEventByID   *sql.Stmt
+}
+
+func (st *statements) prepare(ctx context.Context, db *sql.DB) error {
+	for _, p := range []struct {
+		dst **sql.Stmt
+		sql string
+	}{
+		{&st.getSession, `SELECT ` + sessionColumns + ` FROM sessions WHERE id = ?`},
+		{&st.listSessions, `SELECT ` + sessionColumns + ` FROM sessions ORDER BY created_at, id LIMIT ? OFFSET ?`},
+		{&st.upsertSession, upsertSessionSQL},
+		// (session_id, event_index) is unique, so the id tie-break of the
+		// listing order never applies.
+		{&st.listEvents, `SELECT ` + eventColumns + ` FROM events WHERE session_id = ? ORDER BY event_index LIMIT ? OFFSET ?`},
+		{&st.insertEvent, insertEventSQL},
+		{&st.getEventByID, `SELECT ` + eventColumns + ` FROM events WHERE id = ?`},
+	} {
+		stmt, err := db.PrepareContext(ctx, p.sql)
+		if err != nil {
+			return fmt.Errorf("prepare: %w", err)
+		}
+		*p.dst = stmt
+	}
+	return nil
+}
+
+func (st *statements) close() {
+	for _, stmt := range []*sql.Stmt{st.getSession, st.listSessions, st.upsertSession, st.listEvents, st.insertEvent, st.getEventByID} {
+		if stmt != nil {
+			stmt.Close()
+		}
+	}
 }
 
 // buildDSN turns path into a modernc.org/sqlite DSN with the store's pragmas
@@ -160,6 +203,8 @@ func buildDSN(p string, busy time.Duration) (dsn string, memory bool) {
 	if !memory {
 		params = append(params, "_pragma=journal_mode(WAL)", "_pragma=synchronous(NORMAL)")
 	}
+	// database/sql transactions then start with BEGIN IMMEDIATE.
+	params = append(params, "_txlock=immediate")
 	query := strings.Join(params, "&")
 	switch {
 	case strings.HasPrefix(p, "file:"):
@@ -181,6 +226,7 @@ func buildDSN(p string, busy time.Duration) (dsn string, memory bool) {
 // Close closes the database if Open opened it; a Store made by New leaves
 // its *sql.DB open.
 func (s *Store) Close() error {
+	s.stmts.close()
 	if !s.owned {
 		return nil
 	}
@@ -196,7 +242,7 @@ const eventColumns = `id, event_index, session_id, created_at, connection_id, se
 
 // GetSession implements sandboxagent.SessionStore.
 func (s *Store) GetSession(ctx context.Context, id string) (sandboxagent.SessionRecord, bool, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE id = ?`, id)
+	rows, err := s.stmts.getSession.QueryContext(ctx, id)
 	if err != nil {
 		return sandboxagent.SessionRecord{}, false, fmt.Errorf("sqlite store: get session: %w", err)
 	}
@@ -213,7 +259,7 @@ func (s *Store) GetSession(ctx context.Context, id string) (sandboxagent.Session
 // ListSessions implements sandboxagent.SessionStore.
 func (s *Store) ListSessions(ctx context.Context, req sandboxagent.ListPageRequest) (sandboxagent.ListPage[sandboxagent.SessionRecord], error) {
 	offset, limit := req.Offset(), req.PageSize()
-	rows, err := s.db.QueryContext(ctx, `SELECT `+sessionColumns+` FROM sessions ORDER BY created_at, id LIMIT ? OFFSET ?`, fetchLimit(limit), offset)
+	rows, err := s.stmts.listSessions.QueryContext(ctx, fetchLimit(limit), offset)
 	if err != nil {
 		return sandboxagent.ListPage[sandboxagent.SessionRecord]{}, fmt.Errorf("sqlite store: list sessions: %w", err)
 	}
@@ -233,19 +279,8 @@ func (s *Store) UpdateSession(ctx context.Context, rec sandboxagent.SessionRecor
 	if rec.DestroyedAt != nil {
 		destroyed = *rec.DestroyedAt
 	}
-	err := s.write(ctx, func(c *sql.Conn) error {
-		_, err := c.ExecContext(ctx, `INSERT INTO sessions (`+sessionColumns+`)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (id) DO UPDATE SET
-    agent = excluded.agent,
-    agent_session_id = excluded.agent_session_id,
-    last_connection_id = excluded.last_connection_id,
-    created_at = excluded.created_at,
-    destroyed_at = excluded.destroyed_at,
-    session_init_json = excluded.session_init_json,
-    sandbox_id = excluded.sandbox_id,
-    config_options_json = excluded.config_options_json,
-    modes_json = excluded.modes_json`,
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.StmtContext(ctx, s.stmts.upsertSession).ExecContext(ctx,
 			rec.ID, rec.Agent, rec.AgentSessionID, rec.LastConnectionID, rec.CreatedAt, destroyed,
 			jsonArg(rec.SessionInit), textArg(rec.SandboxID), jsonArg(rec.ConfigOptions), jsonArg(rec.Modes))
 		return err
@@ -256,13 +291,23 @@ ON CONFLICT (id) DO UPDATE SET
 	return nil
 }
 
+const upsertSessionSQL = `INSERT INTO sessions (` + sessionColumns + `)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+    agent = excluded.agent,
+    agent_session_id = excluded.agent_session_id,
+    last_connection_id = excluded.last_connection_id,
+    created_at = excluded.created_at,
+    destroyed_at = excluded.destroyed_at,
+    session_init_json = excluded.session_init_json,
+    sandbox_id = excluded.sandbox_id,
+    config_options_json = excluded.config_options_json,
+    modes_json = excluded.modes_json`
+
 // ListEvents implements sandboxagent.SessionStore.
 func (s *Store) ListEvents(ctx context.Context, req sandboxagent.ListEventsRequest) (sandboxagent.ListPage[sandboxagent.SessionEvent], error) {
 	offset, limit := req.PageRequest().Offset(), req.PageRequest().PageSize()
-	// (session_id, event_index) is unique, so the id tie-break of the
-	// listing order never applies.
-	rows, err := s.db.QueryContext(ctx, `SELECT `+eventColumns+` FROM events WHERE session_id = ? ORDER BY event_index LIMIT ? OFFSET ?`,
-		req.SessionID, fetchLimit(limit), offset)
+	rows, err := s.stmts.listEvents.QueryContext(ctx, req.SessionID, fetchLimit(limit), offset)
 	if err != nil {
 		return sandboxagent.ListPage[sandboxagent.SessionEvent]{}, fmt.Errorf("sqlite store: list events: %w", err)
 	}
@@ -290,9 +335,9 @@ func (s *Store) InsertEvent(ctx context.Context, sessionID string, ev sandboxage
 	}
 	ev = ev.Clone()
 	var stored sandboxagent.SessionEvent
-	err = s.write(ctx, func(c *sql.Conn) error {
+	err = s.write(ctx, func(tx *sql.Tx) error {
 		var index int64
-		err := c.QueryRowContext(ctx, insertEventSQL,
+		err := tx.StmtContext(ctx, s.stmts.insertEvent).QueryRowContext(ctx,
 			ev.ID, ev.EventIndex, ev.SessionID, ev.CreatedAt, ev.ConnectionID, string(ev.Sender), string(ev.Payload)).Scan(&index)
 		switch {
 		case err == nil:
@@ -301,7 +346,7 @@ func (s *Store) InsertEvent(ctx context.Context, sessionID string, ev sandboxage
 			return nil
 		case errors.Is(err, sql.ErrNoRows):
 			// The ID exists already.
-			rows, err := c.QueryContext(ctx, `SELECT `+eventColumns+` FROM events WHERE id = ?`, ev.ID)
+			rows, err := tx.StmtContext(ctx, s.stmts.getEventByID).QueryContext(ctx, ev.ID)
 			if err != nil {
 				return err
 			}
@@ -326,10 +371,12 @@ func (s *Store) InsertEvent(ctx context.Context, sessionID string, ev sandboxage
 	return stored, nil
 }
 
-// write runs fn in a BEGIN IMMEDIATE transaction on one connection. If the
-// database is locked by another connection (SQLITE_BUSY), the whole
+// write runs fn in a write transaction. Open's connections begin
+// transactions with BEGIN IMMEDIATE, which takes the database's write lock up
+// front (waiting up to busy_timeout); for a New Store the first write
+// statement takes it. If the database stays locked (SQLITE_BUSY), the whole
 // transaction is retried with backoff until the busy timeout has passed.
-func (s *Store) write(ctx context.Context, fn func(c *sql.Conn) error) error {
+func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -365,37 +412,16 @@ func (s *Store) write(ctx context.Context, fn func(c *sql.Conn) error) error {
 	}
 }
 
-func (s *Store) writeOnce(ctx context.Context, fn func(c *sql.Conn) error) error {
-	c, err := s.db.Conn(ctx)
+func (s *Store) writeOnce(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	if _, err := c.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
-		rollback(c)
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
 		return err
 	}
-	if err := fn(c); err != nil {
-		rollback(c)
-		return err
-	}
-	if _, err := c.ExecContext(ctx, "COMMIT"); err != nil {
-		rollback(c)
-		return err
-	}
-	return nil
-}
-
-// rollback ends whatever transaction c may still be in, even when the
-// caller's context is done. A connection whose state is unknown afterwards
-// is discarded rather than returned to the pool.
-func rollback(c *sql.Conn) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_, err := c.ExecContext(ctx, "ROLLBACK")
-	if err != nil && !strings.Contains(err.Error(), "no transaction is active") {
-		_ = c.Raw(func(any) error { return driver.ErrBadConn })
-	}
+	return tx.Commit()
 }
 
 // --- migrations ---
@@ -436,8 +462,8 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	err = s.write(ctx, func(c *sql.Conn) error {
-		if _, err := c.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
     version    INTEGER PRIMARY KEY,
     name       TEXT NOT NULL,
     applied_at INTEGER NOT NULL
@@ -445,7 +471,7 @@ func (s *Store) migrate(ctx context.Context) error {
 			return err
 		}
 		applied := map[int64]bool{}
-		rows, err := c.QueryContext(ctx, `SELECT version FROM schema_migrations`)
+		rows, err := tx.QueryContext(ctx, `SELECT version FROM schema_migrations`)
 		if err != nil {
 			return err
 		}
@@ -464,10 +490,10 @@ func (s *Store) migrate(ctx context.Context) error {
 			if applied[m.version] {
 				continue
 			}
-			if _, err := c.ExecContext(ctx, m.sql); err != nil {
+			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
 				return fmt.Errorf("migration %s: %w", m.name, err)
 			}
-			if _, err := c.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
+			if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
 				m.version, m.name, time.Now().UnixMilli()); err != nil {
 				return fmt.Errorf("migration %s: %w", m.name, err)
 			}

@@ -1,0 +1,274 @@
+// Command bench measures this server side by side with upstream
+// sandbox-agent 0.4.2 and writes the results to BENCHMARKS.md.
+//
+//	go run ./bench            # or ./bench/run.sh
+//	go run ./bench -rounds 5 -out /tmp/BENCHMARKS.md
+//
+// It installs upstream from npm (@sandbox-agent/cli-linux-x64@0.4.2) into
+// bench/.cache, builds ours with CGO_ENABLED=0 -ldflags='-s -w', builds the
+// bench ACP agent (bench/agent) and installs it as the mock-acp launcher in
+// each server's own HOME, so both servers run the identical agent. Every
+// benchmark runs against both servers in alternation (ours, upstream, ours,
+// upstream, …); the table reports medians with the min–max spread over
+// rounds and the ours/upstream ratio.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type config struct {
+	rounds      int
+	starts      int
+	floodN      int
+	idleServers int
+	healthN     int
+	healthN64   int
+	rttN        int
+	procN       int
+	fsN         int
+	fileSize    int
+	only        string
+	out         string
+	cache       string
+	timeout     time.Duration
+	verbose     bool
+	ours        string
+	noWrite     bool
+}
+
+func main() {
+	cfg := &config{}
+	flag.IntVar(&cfg.rounds, "rounds", 3, "rounds of the load benchmarks per server (alternating ours, upstream)")
+	flag.IntVar(&cfg.starts, "starts", 10, "start-to-healthy samples per server (alternating)")
+	flag.IntVar(&cfg.floodN, "flood", 100000, "notifications per SSE flood")
+	flag.IntVar(&cfg.idleServers, "idle", 100, "idle ACP servers for the memory benchmark")
+	flag.IntVar(&cfg.healthN, "health-n", 2000, "sequential /v1/health requests (1 client)")
+	flag.IntVar(&cfg.healthN64, "health-n64", 12800, "/v1/health requests spread over 64 clients")
+	flag.IntVar(&cfg.rttN, "rtt-n", 2000, "ACP request round trips")
+	flag.IntVar(&cfg.procN, "proc-n", 200, "process runs (and as many bare fork/execs)")
+	flag.IntVar(&cfg.fsN, "fs-n", 50, "file PUT+GET pairs")
+	flag.IntVar(&cfg.fileSize, "file-size", 1<<20, "file size for the fs benchmark (upstream caps bodies at 2 MiB)")
+	flag.StringVar(&cfg.only, "only", "", "comma list of benchmarks to run: size,start,pipe,health,rtt,ingest,sse,idle,proc,fs (default all)")
+	flag.StringVar(&cfg.out, "out", "BENCHMARKS.md", "markdown file to update (between the bench markers), relative to the module root")
+	flag.BoolVar(&cfg.noWrite, "no-write", false, "print the table only; do not update the markdown file")
+	flag.StringVar(&cfg.cache, "cache", "bench/.cache", "cache directory (upstream install, builds), relative to the module root")
+	flag.StringVar(&cfg.ours, "ours", "", "use this server binary as ours instead of building ./cmd/sandbox-agent (e.g. a profiling build)")
+	flag.DurationVar(&cfg.timeout, "timeout", 15*time.Minute, "hard limit for the whole run")
+	flag.BoolVar(&cfg.verbose, "v", false, "verbose progress")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
+	defer cancel()
+	err := run(ctx, cfg)
+	stopAll()
+	if n := killMarked(runPrefix, true); n > 0 {
+		fmt.Fprintf(os.Stderr, "bench: killed %d leftover processes\n", n)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func (c *config) want(name string) bool {
+	if c.only == "" {
+		return true
+	}
+	for s := range strings.SplitSeq(c.only, ",") {
+		if strings.TrimSpace(s) == name {
+			return true
+		}
+	}
+	return false
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s  %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
+}
+
+func run(ctx context.Context, cfg *config) error {
+	began := time.Now()
+	root, err := moduleRoot()
+	if err != nil {
+		return err
+	}
+	if err := os.Chdir(root); err != nil {
+		return err
+	}
+	cache, err := filepath.Abs(cfg.cache)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		return err
+	}
+	arts, err := setup(ctx, cfg, cache)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "sa-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+
+	res := newResults()
+	ours := &target{name: "ours", bin: arts.ours}
+	up := &target{name: "upstream", bin: arts.upstream}
+	targets := []*target{ours, up}
+
+	if cfg.want("size") {
+		res.add("ours", "size.stripped", "binary size, stripped", "B", lowerBetter, float64(arts.oursSize))
+		if arts.upStripped > 0 {
+			res.add("upstream", "size.stripped", "binary size, stripped", "B", lowerBetter, float64(arts.upStripped))
+		} else {
+			res.missing("upstream", "size.stripped", "binary size, stripped", "B", lowerBetter, "strip(1) not found")
+		}
+		res.add("ours", "size.shipped", "binary size as shipped (ours: -s -w; upstream: npm package)", "B", lowerBetter, float64(arts.oursSize))
+		res.add("upstream", "size.shipped", "binary size as shipped (ours: -s -w; upstream: npm package)", "B", lowerBetter, float64(arts.upSize))
+	}
+
+	if cfg.want("start") {
+		logf("start-to-healthy and idle RSS: %d samples per server", cfg.starts)
+		for i := range cfg.starts {
+			for _, t := range targets {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				in, d, err := startServer(ctx, t, tmp, arts.agent)
+				if err != nil {
+					return err
+				}
+				res.add(t.name, "start", "start to first healthy /v1/health", "ms", lowerBetter, ms(d))
+				time.Sleep(500 * time.Millisecond)
+				if v, err := rssBytes(in.pid); err == nil {
+					res.add(t.name, "rss.idle", "idle RSS 0.5 s after healthy (VmRSS)", "B", lowerBetter, v)
+				}
+				if left := in.stop(); left > 0 {
+					res.note("%s: %d processes outlived the server at shutdown (start sample %d)", t.name, left, i)
+				}
+			}
+		}
+	}
+
+	if cfg.want("pipe") {
+		for range cfg.rounds {
+			v, err := rawPipe(arts.agent, cfg.floodN)
+			if err != nil {
+				return err
+			}
+			res.add("pipe", "pipe", "raw pipe: agent → pipe → line reader", "msg/s", higherBetter, v)
+		}
+	}
+
+	type step struct {
+		name string
+		fn   func(context.Context, *bench, *instance) error
+		keys []string // metrics marked n/a when the step fails
+	}
+	steps := []step{
+		{"health", (*bench).health, nil},
+		{"rtt", (*bench).acpRTT, nil},
+		{"ingest", (*bench).ingest, []string{"ingest"}},
+		{"sse", func(ctx context.Context, b *bench, in *instance) error { return b.sse(ctx, in, 1) }, []string{"sse1.rate"}},
+		{"sse", func(ctx context.Context, b *bench, in *instance) error { return b.sse(ctx, in, 10) }, []string{"sse10.rate"}},
+		{"idle", (*bench).idle, nil},
+		{"proc", (*bench).procRun, []string{"proc.run.p50", "proc.run.p99", "proc.overhead"}},
+		{"fs", (*bench).fsIO, []string{"fs.put", "fs.get"}},
+	}
+	anyStep := false
+	for _, s := range steps {
+		anyStep = anyStep || cfg.want(s.name)
+	}
+	for r := range cfg.rounds {
+		if !anyStep {
+			break
+		}
+		for _, t := range targets {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			logf("round %d/%d: %s", r+1, cfg.rounds, t.name)
+			in, _, err := startServer(ctx, t, tmp, arts.agent)
+			if err != nil {
+				return err
+			}
+			b := &bench{cfg: cfg, res: res, agentBin: arts.agent, logf: logf}
+			for _, s := range steps {
+				if !cfg.want(s.name) {
+					continue
+				}
+				if err := ctx.Err(); err != nil {
+					in.stop()
+					return err
+				}
+				st := time.Now()
+				err := s.fn(ctx, b, in)
+				if cfg.verbose {
+					logf("  %s %s: %v (%s)", t.name, s.name, err, time.Since(st).Round(time.Millisecond))
+				}
+				if err != nil {
+					why := err.Error()
+					if !errors.Is(err, errNotImplemented) {
+						res.note("%s round %d, %s: %v", t.name, r+1, s.name, err)
+						why = "failed: " + why
+					}
+					for _, k := range s.keys {
+						m := res.metrics[k]
+						if m != nil {
+							res.missing(t.name, k, m.name, m.unit, m.dir, why)
+						} else {
+							res.missing(t.name, k, k, "", neutral, why)
+						}
+					}
+					if len(s.keys) == 0 {
+						res.note("%s: %s skipped: %s", t.name, s.name, why)
+					}
+				}
+			}
+			if left := in.stop(); left > 0 {
+				res.note("%s: %d processes outlived the server at shutdown (round %d)", t.name, left, r+1)
+			}
+		}
+	}
+	if n := len(markedPIDs(runPrefix, true)); n > 0 {
+		res.note("%d marked processes were still running at the end and were killed", n)
+	}
+	elapsed := time.Since(began)
+	rep := report(cfg, arts, res, elapsed)
+	fmt.Println(rep.table)
+	if cfg.noWrite || cfg.only != "" {
+		logf("not writing %s (-no-write or -only)", cfg.out)
+		return nil
+	}
+	if err := writeMarkdown(cfg.out, rep.markdown); err != nil {
+		return err
+	}
+	logf("wrote %s (%s)", cfg.out, elapsed.Round(time.Second))
+	return nil
+}
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", errors.New("run from inside the sandbox-agent module")
+	}
+	return filepath.Dir(mod), nil
+}
