@@ -76,10 +76,10 @@ func Parse(raw []byte) (Envelope, error) {
 		i = skipWS(raw, i)
 		vEnd := skipValue(raw, i)
 		val := raw[i:vEnd]
-		switch keyName(key) {
-		case "id":
+		switch {
+		case isKey(key, "id"):
 			env.ID, hasID = val, true
-		case "method":
+		case isKey(key, "method"):
 			hasMethod = true
 			if len(val) > 0 && val[0] == '"' {
 				if bytes.IndexByte(val, '\\') < 0 && utf8.Valid(val) {
@@ -157,13 +157,13 @@ func skipValue(b []byte, i int) int {
 	return i
 }
 
-func keyName(quoted []byte) string {
-	if bytes.IndexByte(quoted, '\\') < 0 && utf8.Valid(quoted) {
-		return string(quoted[1 : len(quoted)-1]) // no allocation: compared, not kept
+// isKey reports whether the quoted JSON key decodes to name.
+func isKey(quoted []byte, name string) bool {
+	if bytes.IndexByte(quoted, '\\') < 0 {
+		return string(quoted[1:len(quoted)-1]) == name // compared, not kept: no allocation
 	}
 	var s string
-	_ = json.Unmarshal(quoted, &s)
-	return s
+	return json.Unmarshal(quoted, &s) == nil && s == name
 }
 
 // IDKey is the map key for an id: its compact JSON form, so numbers and
