@@ -39,14 +39,14 @@ func TestMemoryStoreEvictsOldestSessionsWithTheirEvents(t *testing.T) {
 		if err := s.UpdateSession(ctx, r); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.InsertEvent(ctx, r.ID, event(`{}`)); err != nil {
+		if _, err := s.InsertEvent(ctx, r.ID, storeTestEvent(`{}`)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := s.UpdateSession(ctx, sandboxagent.SessionRecord{ID: "d", CreatedAt: 3}); err != nil {
 		t.Fatal(err)
 	}
-	if got := listedIDs(t, s); !slices.Equal(got, []string{"a", "c", "d"}) {
+	if got := storeTestListedIDs(t, s); !slices.Equal(got, []string{"a", "c", "d"}) {
 		t.Fatalf("after the 4th session: %v, want [a c d] (b evicted)", got)
 	}
 	if page, _ := s.ListEvents(ctx, sandboxagent.ListEventsRequest{SessionID: "b"}); len(page.Items) != 0 {
@@ -59,14 +59,14 @@ func TestMemoryStoreEvictsOldestSessionsWithTheirEvents(t *testing.T) {
 	if err := s.UpdateSession(ctx, sandboxagent.SessionRecord{ID: "old", CreatedAt: 0}); err != nil {
 		t.Fatal(err)
 	}
-	if got := listedIDs(t, s); !slices.Equal(got, []string{"a", "c", "d"}) {
+	if got := storeTestListedIDs(t, s); !slices.Equal(got, []string{"a", "c", "d"}) {
 		t.Errorf("after inserting an older record: %v, want [a c d]", got)
 	}
 	// Overwriting an existing record does not evict.
 	if err := s.UpdateSession(ctx, sandboxagent.SessionRecord{ID: "a", CreatedAt: 2, Agent: "x"}); err != nil {
 		t.Fatal(err)
 	}
-	if got := listedIDs(t, s); !slices.Equal(got, []string{"a", "c", "d"}) {
+	if got := storeTestListedIDs(t, s); !slices.Equal(got, []string{"a", "c", "d"}) {
 		t.Errorf("after an overwrite: %v, want [a c d]", got)
 	}
 }
@@ -76,7 +76,7 @@ func TestMemoryStoreDropsOldestEventsAndNeverReusesIndexes(t *testing.T) {
 	s := sandboxagent.NewMemoryStore(sandboxagent.MemoryStoreOptions{MaxEventsPerSession: 3})
 	var ids []string
 	for i := range 5 {
-		ev, err := s.InsertEvent(ctx, "s", event(fmt.Sprintf(`{"i":%d}`, i)))
+		ev, err := s.InsertEvent(ctx, "s", storeTestEvent(fmt.Sprintf(`{"i":%d}`, i)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -86,7 +86,7 @@ func TestMemoryStoreDropsOldestEventsAndNeverReusesIndexes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := indexes(page.Items); !slices.Equal(got, []int64{3, 4, 5}) {
+	if got := storeTestIndexes(page.Items); !slices.Equal(got, []int64{3, 4, 5}) {
 		t.Fatalf("retained indexes %v, want [3 4 5]", got)
 	}
 	// Index 1 was dropped with its event, so it may be written again
@@ -94,12 +94,12 @@ func TestMemoryStoreDropsOldestEventsAndNeverReusesIndexes(t *testing.T) {
 	if ev, err := s.InsertEvent(ctx, "s", sandboxagent.SessionEvent{EventIndex: 1, Sender: sandboxagent.SessionEventSenderAgent, Payload: json.RawMessage(`{}`)}); err != nil || ev.EventIndex != 1 {
 		t.Fatalf("explicit index 1 after eviction: %+v, %v", ev, err)
 	}
-	ev, err := s.InsertEvent(ctx, "s", event(`{}`))
+	ev, err := s.InsertEvent(ctx, "s", storeTestEvent(`{}`))
 	if err != nil || ev.EventIndex != 6 {
 		t.Fatalf("next automatic index = %d (%v), want 6", ev.EventIndex, err)
 	}
 	page, _ = s.ListEvents(ctx, sandboxagent.ListEventsRequest{SessionID: "s"})
-	if got := indexes(page.Items); !slices.Equal(got, []int64{1, 5, 6}) {
+	if got := storeTestIndexes(page.Items); !slices.Equal(got, []int64{1, 5, 6}) {
 		t.Errorf("retained indexes %v, want [1 5 6] (oldest inserted dropped first, listed in index order)", got)
 	}
 	// A dropped event's ID is free again.
@@ -118,7 +118,7 @@ func TestMemoryStoreDefaults(t *testing.T) {
 			}
 		}
 		for range sandboxagent.DefaultMemoryStoreMaxEventsPerSession + 1 {
-			if _, err := s.InsertEvent(ctx, "s0001", event(`{}`)); err != nil {
+			if _, err := s.InsertEvent(ctx, "s0001", storeTestEvent(`{}`)); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -181,8 +181,8 @@ func TestStoreJSONShapes(t *testing.T) {
 		Modes:         json.RawMessage(`null`),
 	}
 	wantRec := `{"id":"local","agent":"claude","agentSessionId":"agent-s","lastConnectionId":"conn","createdAt":1700000000000,"destroyedAt":1700000001000,"sandboxId":"e2b/abc","sessionInit":{"cwd":"/","mcpServers":[]},"configOptions":[],"modes":null}`
-	checkJSON(t, rec, wantRec)
-	checkJSON(t, sandboxagent.SessionRecord{ID: "x", Agent: "a", CreatedAt: 1},
+	storeTestCheckJSON(t, rec, wantRec)
+	storeTestCheckJSON(t, sandboxagent.SessionRecord{ID: "x", Agent: "a", CreatedAt: 1},
 		`{"id":"x","agent":"a","agentSessionId":"","lastConnectionId":"","createdAt":1}`)
 
 	var back sandboxagent.SessionRecord
@@ -194,11 +194,11 @@ func TestStoreJSONShapes(t *testing.T) {
 	}
 
 	ev := sandboxagent.SessionEvent{ID: "e", EventIndex: 3, SessionID: "local", CreatedAt: 5, ConnectionID: "conn", Sender: sandboxagent.SessionEventSenderAgent, Payload: json.RawMessage(`{"jsonrpc":"2.0"}`)}
-	checkJSON(t, ev, `{"id":"e","eventIndex":3,"sessionId":"local","createdAt":5,"connectionId":"conn","sender":"agent","payload":{"jsonrpc":"2.0"}}`)
-	checkJSON(t, sandboxagent.ListPage[sandboxagent.SessionEvent]{Items: []sandboxagent.SessionEvent{}}, `{"items":[]}`)
-	checkJSON(t, sandboxagent.ListPage[int]{Items: []int{1}, NextCursor: "1"}, `{"items":[1],"nextCursor":"1"}`)
-	checkJSON(t, sandboxagent.ListEventsRequest{SessionID: "s", Cursor: "2", Limit: 3}, `{"sessionId":"s","cursor":"2","limit":3}`)
-	checkJSON(t, sandboxagent.ListPageRequest{}, `{}`)
+	storeTestCheckJSON(t, ev, `{"id":"e","eventIndex":3,"sessionId":"local","createdAt":5,"connectionId":"conn","sender":"agent","payload":{"jsonrpc":"2.0"}}`)
+	storeTestCheckJSON(t, sandboxagent.ListPage[sandboxagent.SessionEvent]{Items: []sandboxagent.SessionEvent{}}, `{"items":[]}`)
+	storeTestCheckJSON(t, sandboxagent.ListPage[int]{Items: []int{1}, NextCursor: "1"}, `{"items":[1],"nextCursor":"1"}`)
+	storeTestCheckJSON(t, sandboxagent.ListEventsRequest{SessionID: "s", Cursor: "2", Limit: 3}, `{"sessionId":"s","cursor":"2","limit":3}`)
+	storeTestCheckJSON(t, sandboxagent.ListPageRequest{}, `{}`)
 }
 
 func TestSessionEventNormalize(t *testing.T) {
@@ -228,7 +228,7 @@ func TestMemoryStoreConcurrentMixedUse(t *testing.T) {
 			for i := range 200 {
 				sid := fmt.Sprintf("s%d", (g+i)%12)
 				_ = s.UpdateSession(ctx, sandboxagent.SessionRecord{ID: sid, CreatedAt: int64(i), SessionInit: json.RawMessage(`{}`)})
-				if _, err := s.InsertEvent(ctx, sid, event(`{"x":1}`)); err != nil {
+				if _, err := s.InsertEvent(ctx, sid, storeTestEvent(`{"x":1}`)); err != nil {
 					t.Error(err)
 					return
 				}
@@ -256,11 +256,11 @@ func BenchmarkMemoryStoreInsertEvent(b *testing.B) {
 	storetest.BenchmarkInsertEvent(b, sandboxagent.NewMemoryStore(sandboxagent.MemoryStoreOptions{}))
 }
 
-func event(payload string) sandboxagent.SessionEvent {
+func storeTestEvent(payload string) sandboxagent.SessionEvent {
 	return sandboxagent.SessionEvent{ConnectionID: "c", Sender: sandboxagent.SessionEventSenderAgent, Payload: json.RawMessage(payload)}
 }
 
-func indexes(events []sandboxagent.SessionEvent) []int64 {
+func storeTestIndexes(events []sandboxagent.SessionEvent) []int64 {
 	var out []int64
 	for _, e := range events {
 		out = append(out, e.EventIndex)
@@ -268,7 +268,7 @@ func indexes(events []sandboxagent.SessionEvent) []int64 {
 	return out
 }
 
-func listedIDs(t *testing.T, s sandboxagent.SessionStore) []string {
+func storeTestListedIDs(t *testing.T, s sandboxagent.SessionStore) []string {
 	t.Helper()
 	page, err := s.ListSessions(context.Background(), sandboxagent.ListPageRequest{})
 	if err != nil {
@@ -281,7 +281,7 @@ func listedIDs(t *testing.T, s sandboxagent.SessionStore) []string {
 	return ids
 }
 
-func checkJSON(t *testing.T, v any, want string) {
+func storeTestCheckJSON(t *testing.T, v any, want string) {
 	t.Helper()
 	got, err := json.Marshal(v)
 	if err != nil {

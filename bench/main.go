@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -45,6 +46,7 @@ type config struct {
 	verbose     bool
 	ours        string
 	noWrite     bool
+	readers     string
 }
 
 func main() {
@@ -52,6 +54,7 @@ func main() {
 	flag.IntVar(&cfg.rounds, "rounds", 3, "rounds of the load benchmarks per server (alternating ours, upstream)")
 	flag.IntVar(&cfg.starts, "starts", 10, "start-to-healthy samples per server (alternating)")
 	flag.IntVar(&cfg.floodN, "flood", 100000, "notifications per SSE flood")
+	flag.StringVar(&cfg.readers, "readers", "1,10", "SSE reader counts to run")
 	flag.IntVar(&cfg.idleServers, "idle", 100, "idle ACP servers for the memory benchmark")
 	flag.IntVar(&cfg.healthN, "health-n", 2000, "sequential /v1/health requests (1 client)")
 	flag.IntVar(&cfg.healthN64, "health-n64", 12800, "/v1/health requests spread over 64 clients")
@@ -171,24 +174,36 @@ func run(ctx context.Context, cfg *config) error {
 				return err
 			}
 			res.add("pipe", "pipe", "raw pipe: agent → pipe → line reader", "msg/s", higherBetter, v)
+			v, err = clientCeiling(ctx, cfg.floodN)
+			if err != nil {
+				return err
+			}
+			res.add("pipe", "ceiling", "bench SSE client reading a pre-encoded flood (in-process server)", "msg/s", higherBetter, v)
 		}
 	}
 
 	type step struct {
 		name string
-		fn   func(context.Context, *bench, *instance) error
+		fn   func(*bench, context.Context, *instance) error
 		keys []string // metrics marked n/a when the step fails
 	}
 	steps := []step{
 		{"health", (*bench).health, nil},
 		{"rtt", (*bench).acpRTT, nil},
 		{"ingest", (*bench).ingest, []string{"ingest"}},
-		{"sse", func(ctx context.Context, b *bench, in *instance) error { return b.sse(ctx, in, 1) }, []string{"sse1.rate"}},
-		{"sse", func(ctx context.Context, b *bench, in *instance) error { return b.sse(ctx, in, 10) }, []string{"sse10.rate"}},
+	}
+	for f := range strings.SplitSeq(cfg.readers, ",") {
+		k, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || k < 1 {
+			return fmt.Errorf("-readers: bad count %q", f)
+		}
+		steps = append(steps, step{"sse", func(b *bench, ctx context.Context, in *instance) error { return b.sse(ctx, in, k) }, []string{fmt.Sprintf("sse%d.rate", k)}})
+	}
+	steps = append(steps, []step{
 		{"idle", (*bench).idle, nil},
 		{"proc", (*bench).procRun, []string{"proc.run.p50", "proc.run.p99", "proc.overhead"}},
 		{"fs", (*bench).fsIO, []string{"fs.put", "fs.get"}},
-	}
+	}...)
 	anyStep := false
 	for _, s := range steps {
 		anyStep = anyStep || cfg.want(s.name)
@@ -216,7 +231,7 @@ func run(ctx context.Context, cfg *config) error {
 					return err
 				}
 				st := time.Now()
-				err := s.fn(ctx, b, in)
+				err := s.fn(b, ctx, in)
 				if cfg.verbose {
 					logf("  %s %s: %v (%s)", t.name, s.name, err, time.Since(st).Round(time.Millisecond))
 				}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os/exec"
@@ -131,9 +132,11 @@ func (b *bench) health(ctx context.Context, in *instance) error {
 	n := b.cfg.healthN
 	lat := make([]time.Duration, 0, n)
 	var t0 time.Time
+	var cm cpuMeter
 	for i := range n + n/10 {
 		if i == n/10 {
 			t0 = time.Now()
+			cm = meterCPU(in.pid)
 		}
 		s := time.Now()
 		st, _, err := do(ctx, c, http.MethodGet, u, nil)
@@ -145,6 +148,9 @@ func (b *bench) health(ctx context.Context, in *instance) error {
 		}
 	}
 	b.latencies(name, "health1", "/v1/health, 1 client", lat)
+	if v, ok := cm.per(n); ok {
+		b.res.add(name, "health1.cpu", "/v1/health: server CPU per request", "µs", lowerBetter, v)
+	}
 	b.res.add(name, "health1.rps", "/v1/health, 1 client throughput", "req/s", higherBetter, float64(n)/time.Since(t0).Seconds())
 
 	const conc = 64
@@ -204,7 +210,11 @@ func (b *bench) acpRTT(ctx context.Context, in *instance) error {
 	n := b.cfg.rttN
 	lat := make([]time.Duration, 0, n)
 	body := make([]byte, 0, 128)
+	var cm cpuMeter
 	for i := range n + n/10 {
+		if i == n/10 {
+			cm = meterCPU(in.pid)
+		}
 		reqID := i + 2
 		body = fmt.Appendf(body[:0], `{"jsonrpc":"2.0","id":%d,"method":"bench/echo","params":{"i":%d}}`, reqID, i)
 		s := time.Now()
@@ -218,6 +228,9 @@ func (b *bench) acpRTT(ctx context.Context, in *instance) error {
 		}
 	}
 	b.latencies(name, "acp.rtt", "ACP request round trip", lat)
+	if v, ok := cm.per(n); ok {
+		b.res.add(name, "acp.rtt.cpu", "ACP round trip: server CPU per request", "µs", lowerBetter, v)
+	}
 
 	// DELETE with the agent alive, with the SDK's 2 s client timeout.
 	agents := in.agentPIDs()
@@ -259,11 +272,19 @@ func (b *bench) ingest(ctx context.Context, in *instance) error {
 	}
 	defer dropACP(in, id)
 	n := b.cfg.floodN
+	r0, _, _ := sysCalls(in.pid)
+	cm := meterCPU(in.pid)
 	s := time.Now()
 	st, resp, err := acpPost(ctx, c, in, id, false, fmt.Appendf(nil, `{"jsonrpc":"2.0","id":"flood-0","method":"flood","params":{"n":%d}}`, n))
 	d := time.Since(s)
 	if err != nil || st != 200 || !bytes.Contains(resp, []byte(`"flooded"`)) {
 		return fmt.Errorf("flood: %d %v %s", st, err, trunc(resp))
+	}
+	if v, ok := cm.per(n); ok {
+		b.res.add(name, "ingest.cpu", "ingest: server CPU per notification", "µs", lowerBetter, v)
+	}
+	if r1, _, err := sysCalls(in.pid); err == nil {
+		b.res.add(name, "ingest.reads", "ingest: server read(2) calls per 1000 notifications", "count", neutral, (r1-r0)*1000/float64(n))
 	}
 	b.res.add(name, "ingest", fmt.Sprintf("agent stdout ingest, %d notifications, no reader", n), "msg/s", higherBetter, float64(n)/d.Seconds())
 	return nil
@@ -426,6 +447,8 @@ func (b *bench) sse(ctx context.Context, in *instance, k int) error {
 	}
 	fc := newClient(1, 120*time.Second)
 	defer closeClient(fc)
+	_, w0, _ := sysCalls(in.pid)
+	cm := meterCPU(in.pid)
 	var postDone atomic.Bool
 	var postErr error
 	postCh := make(chan struct{})
@@ -480,6 +503,7 @@ wait:
 	if postErr != nil {
 		return postErr
 	}
+	_, w1, _ := sysCalls(in.pid)
 	var total int
 	var end time.Time
 	var lostMax, dupMax, ncMax float64
@@ -508,7 +532,7 @@ wait:
 			perReader = append(perReader, float64(r.flood)/r.tLast.Sub(t0).Seconds())
 		}
 	}
-	if stalled {
+	if stalled && complete < k {
 		b.res.note("%s %s: %d of %d readers never received the flood's response (stopped after 2 s without data)", name, key, k-complete, k)
 	}
 	wall := end.Sub(t0).Seconds()
@@ -519,6 +543,12 @@ wait:
 	b.res.add(name, key+".rate", label, "msg/s", higherBetter, float64(total)/wall)
 	if k > 1 {
 		b.res.add(name, key+".per", fmt.Sprintf("SSE delivery, %d readers, per reader", k), "msg/s", higherBetter, median(perReader))
+	}
+	if cpuPer, ok := cm.per(total); ok {
+		b.res.add(name, key+".cpu", fmt.Sprintf("SSE %d reader(s): server CPU per delivered message", k), "µs", lowerBetter, cpuPer)
+	}
+	if total > 0 {
+		b.res.add(name, key+".writes", fmt.Sprintf("SSE %d reader(s): server write(2) calls per 1000 delivered messages", k), "count", neutral, (w1-w0)*1000/float64(total))
 	}
 	b.res.add(name, key+".lost", fmt.Sprintf("SSE %d reader(s): lost, worst reader", k), "%", lowerBetter, 100*lostMax/float64(n))
 	b.res.add(name, key+".dup", fmt.Sprintf("SSE %d reader(s): duplicated, worst reader", k), "count", lowerBetter, dupMax)
@@ -748,4 +778,60 @@ func rawPipe(agentBin string, n int) (float64, error) {
 		return 0, fmt.Errorf("raw pipe: %d lines, want %d", lines, n)
 	}
 	return float64(n) / d.Seconds(), nil
+}
+
+// clientCeiling: the bench's SSE reader against an in-process server that
+// writes a pre-encoded stream of N flood events in 64 KiB writes: the most
+// this client can count on this machine, whatever the server.
+func clientCeiling(ctx context.Context, n int) (float64, error) {
+	var stream bytes.Buffer
+	text := []byte("abcdefghijklmnopqrstuvwxyzabcdef")
+	line := make([]byte, 0, 256)
+	stream.WriteString("event: message\nid: 1\ndata: {\"id\":1,\"jsonrpc\":\"2.0\",\"result\":{}}\n\n")
+	for i := range n {
+		line = line[:0]
+		line = append(line, "event: message\nid: "...)
+		line = strconv.AppendInt(line, int64(i+2), 10)
+		line = append(line, "\ndata: "...)
+		line = append(line, floodPrefix...)
+		line = strconv.AppendInt(line, int64(i), 10)
+		line = append(line, `,"sessionId":"bench","update":{"content":{"text":"`...)
+		line = append(line, text...)
+		line = append(line, `","type":"text"},"sessionUpdate":"agent_message_chunk"}}}`...)
+		line = append(line, "\n\n"...)
+		stream.Write(line)
+	}
+	fmt.Fprintf(&stream, "event: message\nid: %d\ndata: {\"id\":\"flood-x\",\"jsonrpc\":\"2.0\",\"result\":{\"flooded\":%d}}\n\n", n+2, n)
+	payload := stream.Bytes()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	go func() {
+		_ = http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/event-stream")
+			for p := payload; len(p) > 0; {
+				k := min(len(p), 64<<10)
+				if _, err := w.Write(p[:k]); err != nil {
+					return
+				}
+				p = p[k:]
+			}
+		}))
+	}()
+	defer ln.Close()
+	c := newClient(1, 0)
+	defer closeClient(c)
+	rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	r := &sseReader{n: n, ready: make(chan struct{}), idCount: make([]uint8, n), seqCount: make([]uint8, n)}
+	t0 := time.Now()
+	r.run(rctx, c, "http://"+ln.Addr().String()+"/")
+	if r.err != nil {
+		return 0, r.err
+	}
+	if !r.gotResp || r.flood != n {
+		return 0, fmt.Errorf("client ceiling: %d of %d events", r.flood, n)
+	}
+	return float64(n) / time.Since(t0).Seconds(), nil
 }

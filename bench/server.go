@@ -113,6 +113,12 @@ func startServer(ctx context.Context, t *target, tmp, agentBin string) (*instanc
 		"SANDBOX_AGENT_LOG_STDOUT=1",
 		markerVar + "=" + in.marker,
 	}
+	// Profiling switches for bench/pprofserver pass through.
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "SA_BENCH_") && !strings.HasPrefix(kv, markerVar+"=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	poll := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: time.Second}
@@ -284,4 +290,72 @@ func alive(pids []int) int {
 		}
 	}
 	return n
+}
+
+// sysCalls reads the read(2)-like and write(2)-like syscall counts of pid
+// (all threads) from /proc/<pid>/io.
+func sysCalls(pid int) (reads, writes float64, err error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/io")
+	if err != nil {
+		return 0, 0, err
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		n, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		switch k {
+		case "syscr":
+			reads = n
+		case "syscw":
+			writes = n
+		}
+	}
+	return reads, writes, nil
+}
+
+// cpuTime is the CPU time pid's live threads have used, from
+// /proc/<pid>/task/*/schedstat (nanoseconds, unlike the 10 ms ticks of
+// /proc/<pid>/stat).
+func cpuTime(pid int) (time.Duration, error) {
+	dir := "/proc/" + strconv.Itoa(pid) + "/task"
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	for _, e := range ents {
+		b, err := os.ReadFile(dir + "/" + e.Name() + "/schedstat")
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b))
+		if len(f) > 0 {
+			n, _ := strconv.ParseInt(f[0], 10, 64)
+			total += n
+		}
+	}
+	return time.Duration(total), nil
+}
+
+// cpuMeter measures a server's CPU time over a section.
+type cpuMeter struct {
+	pid   int
+	start time.Duration
+	ok    bool
+}
+
+func meterCPU(pid int) cpuMeter {
+	d, err := cpuTime(pid)
+	return cpuMeter{pid: pid, start: d, ok: err == nil}
+}
+
+// per returns the CPU microseconds used per unit since the meter started.
+func (m cpuMeter) per(units int) (float64, bool) {
+	d, err := cpuTime(m.pid)
+	if !m.ok || err != nil || units <= 0 {
+		return 0, false
+	}
+	return float64(d-m.start) / float64(time.Microsecond) / float64(units), true
 }

@@ -20,7 +20,18 @@ func percentile(xs []float64, p float64) float64 {
 	return s[max(0, min(rank, len(s)-1))]
 }
 
-func median(xs []float64) float64 { return percentile(xs, 50) }
+// median interpolates between the two middle values of an even count.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
@@ -147,7 +158,12 @@ func format(v float64, unit string) string {
 	case "%":
 		return fmt.Sprintf("%.2f %%", v)
 	case "count", "":
+		if v != math.Trunc(v) {
+			return trimFloat(v)
+		}
 		return fmt.Sprintf("%.0f", v)
+	case "µs":
+		return trimFloat(v) + " µs"
 	case "B":
 		return fmt.Sprintf("%.2f MiB", v/(1<<20))
 	}
@@ -179,13 +195,10 @@ func (s summary) String(unit string) string {
 	if s.n == 1 || s.lo == s.hi {
 		return format(s.med, unit)
 	}
-	// Spread is min–max over rounds.
+	// Spread is min–max over rounds; the unit is written once, at the end.
 	lo, hi := format(s.lo, unit), format(s.hi, unit)
-	if u := " " + unit; unit != "" && unit != "count" && strings.HasSuffix(lo, u) {
-		lo = strings.TrimSuffix(lo, u)
+	if sp := strings.LastIndexByte(lo, ' '); sp > 0 && strings.HasSuffix(hi, lo[sp:]) {
+		lo = lo[:sp]
 	}
-	if unit == "B" {
-		lo = strings.TrimSuffix(lo, " MiB")
-	}
-	return fmt.Sprintf("%s [%s–%s]", format(s.med, unit), lo, strings.TrimSuffix(hi, ""))
+	return fmt.Sprintf("%s [%s–%s]", format(s.med, unit), lo, hi)
 }

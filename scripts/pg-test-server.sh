@@ -42,21 +42,21 @@ find_bin() {
 	if [ -n "${PG_BIN:-}" ]; then
 		[ -x "$PG_BIN/pg_ctl" ] || die "PG_BIN=$PG_BIN has no pg_ctl"
 		echo "$PG_BIN"
-		return
+		return 0
 	fi
 	if [ -x /usr/lib/postgresql/15/bin/pg_ctl ]; then
 		echo /usr/lib/postgresql/15/bin
-		return
+		return 0
 	fi
 	local d
 	d="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
 	if [ -n "$d" ] && [ -x "$d/pg_ctl" ]; then
 		echo "$d"
-		return
+		return 0
 	fi
 	if command -v pg_config >/dev/null 2>&1 && [ -x "$(pg_config --bindir)/pg_ctl" ]; then
 		pg_config --bindir
-		return
+		return 0
 	fi
 	return 1
 }
@@ -65,7 +65,7 @@ ensure_bin() {
 	local bin
 	if bin="$(find_bin)"; then
 		echo "$bin"
-		return
+		return 0
 	fi
 	if [ "${PG_TEST_NO_INSTALL:-}" != 1 ] && is_root && command -v apt-get >/dev/null 2>&1; then
 		log "PostgreSQL not found; installing it with apt-get"
@@ -75,7 +75,7 @@ ensure_bin() {
 			apt-get install -y -qq --no-install-recommends postgresql >&2
 		bin="$(find_bin)" || die "PostgreSQL still not found after installing it"
 		echo "$bin"
-		return
+		return 0
 	fi
 	die "PostgreSQL server binaries not found (set PG_BIN)"
 }
@@ -94,7 +94,7 @@ os_user() {
 as_server() {
 	if ! is_root; then
 		"$@"
-		return
+		return $?
 	fi
 	local u
 	u="$(os_user)"

@@ -44,7 +44,10 @@ func newRoot() *cobra.Command {
 	pf := root.PersistentFlags()
 	pf.StringVarP(&g.token, "token", "t", "", "bearer token (server: require it; clients: send it)")
 	pf.BoolVarP(&g.noToken, "no-token", "n", false, "disable authentication")
-	root.AddCommand(newServerCmd(g), newMockAgentCmd(), newAPICmd(g))
+	root.AddCommand(newServerCmd(g), newMockAgentCmd(), newAPICmd(g),
+		newInstallAgentCmd(),
+		newCredentialsCmd(),
+	)
 	return root
 }
 

@@ -21,6 +21,10 @@ type Info struct {
 
 // Info describes agent; withConfig adds version, path and config options.
 func (m *Manager) Info(agent string, withConfig bool) (Info, bool) {
+	return m.info(agent, withConfig, false)
+}
+
+func (m *Manager) info(agent string, withConfig, noCache bool) (Info, bool) {
 	spec, ok := Lookup(agent)
 	if !ok {
 		return Info{}, false
@@ -28,11 +32,7 @@ func (m *Manager) Info(agent string, withConfig bool) (Info, bool) {
 	info := Info{ID: agent, Installed: m.Installed(agent), CredentialsAvailable: m.CredentialsAvailable(agent), Capabilities: spec.Capabilities}
 	if withConfig {
 		if info.Installed {
-			info.Path = m.LauncherPath(agent)
-			info.Version = "unknown"
-			if agent == "mock" {
-				info.Version = "builtin"
-			}
+			info.Version, info.Path = m.agentVersion(agent, noCache)
 		}
 		info.ConfigOptions = spec.ConfigOptions
 	}
@@ -48,35 +48,36 @@ func (m *Manager) Routes() []server.Route {
 	}
 }
 
-func configQuery(r *http.Request) (bool, error) {
-	if _, err := httpjson.QueryBool(r, "no_cache"); err != nil {
-		return false, err
+func configQuery(r *http.Request) (withConfig, noCache bool, err error) {
+	if noCache, err = httpjson.QueryBool(r, "no_cache"); err != nil {
+		return false, false, err
 	}
-	return httpjson.QueryBool(r, "config")
+	withConfig, err = httpjson.QueryBool(r, "config")
+	return withConfig, noCache, err
 }
 
 func (m *Manager) handleList(w http.ResponseWriter, r *http.Request) {
-	withConfig, err := configQuery(r)
+	withConfig, noCache, err := configQuery(r)
 	if err != nil {
 		httpjson.Error(w, err)
 		return
 	}
 	list := make([]Info, 0, len(IDs))
 	for _, id := range IDs {
-		info, _ := m.Info(id, withConfig)
+		info, _ := m.info(id, withConfig, noCache)
 		list = append(list, info)
 	}
 	httpjson.Write(w, http.StatusOK, map[string]any{"agents": list})
 }
 
 func (m *Manager) handleGet(w http.ResponseWriter, r *http.Request) {
-	withConfig, err := configQuery(r)
+	withConfig, noCache, err := configQuery(r)
 	if err != nil {
 		httpjson.Error(w, err)
 		return
 	}
 	id := r.PathValue("agent")
-	info, ok := m.Info(id, withConfig)
+	info, ok := m.info(id, withConfig, noCache)
 	if !ok {
 		problem.Write(w, problem.Unsupported(id))
 		return

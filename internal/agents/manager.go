@@ -2,13 +2,14 @@ package agents
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/sandbox-agent-go/sandbox-agent/internal/problem"
 )
@@ -27,11 +28,27 @@ type Options struct {
 	// Env is the environment agents inherit (default os.Environ()).
 	Env    []string
 	Logger *slog.Logger
+	// RegistryURL is the ACP registry (default SANDBOX_AGENT_ACP_REGISTRY_URL,
+	// else upstream's); "off" uses the built-in pins only. An unreachable
+	// registry also falls back to the pins.
+	RegistryURL string
+	// NPM is the npm executable (default "npm" on PATH).
+	NPM string
+	// NativeSource picks where native CLIs come from: "auto" (upstream's
+	// download sources, then npm), "npm" or "download" (default
+	// SANDBOX_AGENT_NATIVE_SOURCE, else auto).
+	NativeSource string
+	// HTTPClient fetches the registry and downloads (default: 10 min timeout).
+	HTTPClient *http.Client
 }
 
 // Manager installs, inspects and launches agents.
 type Manager struct {
 	opts Options
+
+	mu       sync.Mutex
+	locks    map[string]chan struct{}
+	versions map[string]versionEntry
 }
 
 // DefaultDataDir follows upstream: $XDG_DATA_HOME/sandbox-agent, else
@@ -77,7 +94,7 @@ func NewManager(opts Options) *Manager {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Manager{opts: opts}
+	return &Manager{opts: opts, locks: map[string]chan struct{}{}, versions: map[string]versionEntry{}}
 }
 
 // BinDir is <data>/bin.
@@ -91,10 +108,14 @@ func (m *Manager) LauncherPath(agent string) string {
 // Known reports whether agent is supported (acpproxy.Launcher).
 func (m *Manager) Known(agent string) bool { return Known(agent) }
 
-// Installed reports whether the agent's launcher exists and is executable.
+// Installed reports whether the agent's launcher exists and is executable
+// and, for agents that need one, the native CLI is present.
 func (m *Manager) Installed(agent string) bool {
-	fi, err := os.Stat(m.LauncherPath(agent))
-	return err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0
+	if !isExecutable(m.LauncherPath(agent)) {
+		return false
+	}
+	_, ok := m.nativePresent(agent)
+	return ok
 }
 
 // Artifact is one installed piece of an agent.
@@ -118,29 +139,9 @@ type InstallResult struct {
 	Artifacts        []Artifact
 }
 
-// ErrInstallUnsupported is returned for agents this build cannot install.
-var ErrInstallUnsupported = errors.New("installing this agent is not supported by this build")
-
-// Install installs agent. Only the built-in mock is installable in this
-// build; other agents work when an ACP launcher is placed at LauncherPath.
+// Install installs agent (see InstallWithProgress).
 func (m *Manager) Install(ctx context.Context, agent string, req InstallRequest) (InstallResult, error) {
-	if !Known(agent) {
-		return InstallResult{}, problem.Unsupported(agent)
-	}
-	if m.Installed(agent) && !req.Reinstall {
-		return InstallResult{AlreadyInstalled: true, Artifacts: []Artifact{}}, nil
-	}
-	if agent != "mock" {
-		return InstallResult{}, problem.Install(agent, fmt.Sprintf(
-			"step agent_process: %v: agent %q cannot be installed yet (only the built-in mock agent installs); "+
-				"to use your own build, place an executable ACP launcher at %s", ErrInstallUnsupported, agent, m.LauncherPath(agent)))
-	}
-	path := m.LauncherPath(agent)
-	if err := writeExecutable(path, mockLauncher(m.opts.Executable)); err != nil {
-		return InstallResult{}, problem.Install(agent, "step write_launcher: "+err.Error())
-	}
-	m.opts.Logger.Info("agent installed", "agent", agent, "path", path)
-	return InstallResult{Artifacts: []Artifact{{Kind: "agent_process", Path: path, Source: "builtin", Version: "builtin"}}}, nil
+	return m.InstallWithProgress(ctx, agent, req, nil)
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
@@ -183,7 +184,9 @@ func (m *Manager) Command(ctx context.Context, agent string) (*exec.Cmd, error) 
 	if !Known(agent) {
 		return nil, problem.Unsupported(agent)
 	}
-	if !m.Installed(agent) {
+	// Upstream's launch resolution: an existing launcher file is run as is
+	// (so a hand-placed launcher works); otherwise install first.
+	if !isExecutable(m.LauncherPath(agent)) {
 		if m.opts.RequirePreinstall {
 			return nil, problem.NotInstalled(agent)
 		}
@@ -191,51 +194,42 @@ func (m *Manager) Command(ctx context.Context, agent string) (*exec.Cmd, error) 
 			return nil, err
 		}
 	}
+	if err := m.launchCheck(agent); err != nil {
+		return nil, err
+	}
 	cmd := exec.Command(m.LauncherPath(agent))
-	cmd.Env = m.agentEnv()
+	cmd.Env = m.agentEnv(agent)
 	return cmd, nil
 }
 
-func (m *Manager) agentEnv() []string {
-	env := append([]string(nil), m.opts.Env...)
-	for _, kv := range env {
-		if strings.HasPrefix(kv, "SANDBOX_AGENT_BIN=") {
-			return env
+// launchCheck catches agents that would start but can never answer.
+func (m *Manager) launchCheck(agent string) error {
+	if agent == "cursor" {
+		if _, err := m.lookPath("cursor-agent"); err != nil {
+			return fmt.Errorf("cursor: the Cursor CLI `cursor-agent` is not on PATH; %s", cursorHelp)
 		}
 	}
-	return append(env, "SANDBOX_AGENT_BIN="+m.opts.Executable)
+	return nil
 }
 
-// CredentialsAvailable reports whether the agent can find credentials.
-func (m *Manager) CredentialsAvailable(agent string) bool {
-	spec, ok := Lookup(agent)
-	if !ok {
-		return false
-	}
-	if spec.CredentialsAlways {
-		return true
-	}
-	anthropic := m.envAny("ANTHROPIC_API_KEY", "CLAUDE_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_AUTH_TOKEN")
-	openai := m.envAny("OPENAI_API_KEY", "CODEX_API_KEY")
-	switch agent {
-	case "claude", "amp":
-		return anthropic
-	case "codex":
-		return openai
-	case "opencode":
-		return anthropic || openai
-	}
-	return false
-}
-
-func (m *Manager) envAny(keys ...string) bool {
-	for _, kv := range m.opts.Env {
-		k, v, _ := strings.Cut(kv, "=")
-		for _, want := range keys {
-			if k == want && strings.TrimSpace(v) != "" {
+// agentEnv is the environment of agent's process: the server's, plus
+// SANDBOX_AGENT_BIN, plus IS_SANDBOX=1 for Claude when running as root
+// (Claude Code refuses to run as root otherwise) unless already set.
+func (m *Manager) agentEnv(agent string) []string {
+	env := append([]string(nil), m.opts.Env...)
+	has := func(key string) bool {
+		for _, kv := range env {
+			if strings.HasPrefix(kv, key+"=") {
 				return true
 			}
 		}
+		return false
 	}
-	return false
+	if !has("SANDBOX_AGENT_BIN") {
+		env = append(env, "SANDBOX_AGENT_BIN="+m.opts.Executable)
+	}
+	if agent == "claude" && os.Geteuid() == 0 && !has("IS_SANDBOX") {
+		env = append(env, "IS_SANDBOX=1")
+	}
+	return env
 }

@@ -87,7 +87,7 @@ func FuzzExtract(f *testing.F) {
 	}
 	log := slog.New(slog.DiscardHandler)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		parent := t.TempDir()
+		parent := fuzzTempDir(t)
 		dest, outside := parent+"/dest", parent+"/outside"
 		must(t, os.Mkdir(dest, 0o755))
 		writeFile(t, outside+"/sentinel", "untouched")
@@ -109,6 +109,18 @@ func FuzzExtract(f *testing.F) {
 		}
 		assertNoEscapingLinks(t, dest)
 	})
+}
+
+// fuzzTempDir prefers tmpfs: extraction is filesystem-bound, and on a
+// disk-backed /tmp each iteration's mkdir/unlink churn is far slower.
+func fuzzTempDir(t *testing.T) string {
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		if d, err := os.MkdirTemp("/dev/shm", "fsapi-fuzz-"); err == nil {
+			t.Cleanup(func() { os.RemoveAll(d) })
+			return d
+		}
+	}
+	return t.TempDir()
 }
 
 // TestWriteFuzzCorpus regenerates testdata/fuzz from the seeds when

@@ -127,11 +127,23 @@ func (m *McpServer) UnmarshalJSON(data []byte) error {
 func (m McpServer) MarshalJSON() ([]byte, error) {
 	switch {
 	case m.Local != nil:
-		return json.Marshal(m.Local)
+		return marshal(m.Local)
 	case m.Remote != nil:
-		return json.Marshal(m.Remote)
+		return marshal(m.Remote)
 	}
 	return nil, errors.New("empty MCP server config")
+}
+
+// marshal encodes v without HTML escaping (the stored file keeps "<", ">"
+// and "&" literal, as serde writes them).
+func marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 func normaliseCommand(raw json.RawMessage) (json.RawMessage, error) {
@@ -140,11 +152,11 @@ func normaliseCommand(raw json.RawMessage) (json.RawMessage, error) {
 	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err == nil {
-		return json.Marshal(s)
+		return marshal(s)
 	}
 	var list []string
 	if err := json.Unmarshal(raw, &list); err == nil && list != nil {
-		return json.Marshal(list)
+		return marshal(list)
 	}
 	return nil, &fieldError{"command: data did not match any variant of untagged enum McpCommand (expected a string or an array of strings)"}
 }
@@ -155,14 +167,14 @@ func normaliseOAuth(raw json.RawMessage) (json.RawMessage, error) {
 	}
 	var b bool
 	if err := json.Unmarshal(raw, &b); err == nil {
-		return json.Marshal(b)
+		return marshal(b)
 	}
 	var o oauthConfig
 	if bytes.HasPrefix(bytes.TrimSpace(raw), []byte("{")) {
 		if err := json.Unmarshal(raw, &o); err != nil {
 			return nil, err
 		}
-		return json.Marshal(o)
+		return marshal(o)
 	}
 	return nil, &fieldError{"oauth: data did not match any variant of untagged enum McpOAuthConfigOrToggle (expected an object or a boolean)"}
 }

@@ -295,8 +295,9 @@ func (p *proc) isRunning() bool {
 	return p.running
 }
 
-// signal sends sig to the whole group while the leader is unreaped (so the
-// pgid cannot have been recycled). It reports whether the process ran.
+// signal sends sig to the whole group (PTY: session) while the leader is
+// unreaped, so the id cannot have been recycled. It reports whether the
+// process ran.
 func (p *proc) signal(sig syscall.Signal, killLeftovers bool) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -306,7 +307,7 @@ func (p *proc) signal(sig syscall.Signal, killLeftovers bool) bool {
 	if killLeftovers {
 		p.killGroup = true
 	}
-	_ = syscall.Kill(-p.pid, sig)
+	signalTree(p.pid, p.tty && sig != syscall.SIGWINCH, sig)
 	return true
 }
 
@@ -375,6 +376,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest, owner Owner) (I
 
 	m.mu.Lock()
 	if m.closed {
+		m.active--
 		m.mu.Unlock()
 		// Close ran while we were spawning: do not leave this one behind.
 		_ = syscall.Kill(-sp.pid, syscall.SIGKILL)
@@ -424,7 +426,7 @@ func (m *Manager) watch(p *proc) {
 	p.mu.Lock()
 	if p.killGroup {
 		// The leader is a zombie, so its pgid is still ours to signal.
-		_ = syscall.Kill(-p.pid, syscall.SIGKILL)
+		signalTree(p.pid, p.tty, syscall.SIGKILL)
 	}
 	code, _ := reap(p.pid)
 	p.running = false
@@ -542,7 +544,7 @@ func (m *Manager) Delete(id string) error {
 	delete(m.procs, id)
 	m.mu.Unlock()
 	close(p.removed)
-	killLeftovers(p.pid)
+	killLeftovers(p.pid, p.tty)
 	p.closeReads()
 	m.log.Debug("process deleted", "id", id)
 	return nil
@@ -562,7 +564,7 @@ func (m *Manager) Close(ctx context.Context) error {
 	m.cancel()
 	for _, p := range ps {
 		if !p.signal(syscall.SIGKILL, true) {
-			killLeftovers(p.pid)
+			killLeftovers(p.pid, p.tty)
 		}
 		p.closeReads()
 	}

@@ -1,10 +1,12 @@
 package process
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"unicode"
@@ -322,12 +324,57 @@ func reap(pid int) (*int, error) {
 	return nil, nil
 }
 
-// killLeftovers SIGKILLs what is left of the group of an already reaped
-// leader. If a process now holds the leader's pid, the number was recycled
-// (our group, having no leader, cannot then be told apart), so nothing is
-// sent: killing a stranger is worse than leaving a stray.
-func killLeftovers(pgid int) {
-	if err := syscall.Kill(pgid, 0); err == syscall.ESRCH {
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+// killLeftovers SIGKILLs what is left of the group (or PTY session) of an
+// already reaped leader. If a process now holds the leader's pid, the number
+// was recycled (our group, having no leader, cannot then be told apart), so
+// nothing is sent: killing a stranger is worse than leaving a stray.
+func killLeftovers(id int, session bool) {
+	if err := syscall.Kill(id, 0); err == syscall.ESRCH {
+		signalTree(id, session, syscall.SIGKILL)
 	}
+}
+
+// signalTree sends sig to process group id and, for a PTY session, to the
+// members of session id in other groups too (a job-control shell puts each
+// job in its own group).
+func signalTree(id int, session bool, sig syscall.Signal) {
+	_ = syscall.Kill(-id, sig)
+	if session {
+		for _, pid := range sessionMembers(id) {
+			_ = syscall.Kill(pid, sig)
+		}
+	}
+}
+
+// sessionMembers lists the processes of session sid outside group sid, from
+// /proc (nil when /proc is unavailable).
+func sessionMembers(sid int) []int {
+	d, err := os.Open("/proc")
+	if err != nil {
+		return nil
+	}
+	names, _ := d.Readdirnames(-1)
+	_ = d.Close()
+	var out []int
+	want := strconv.Itoa(sid)
+	for _, n := range names {
+		pid, err := strconv.Atoi(n)
+		if err != nil {
+			continue
+		}
+		raw, err := os.ReadFile("/proc/" + n + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid pgrp session ...; comm may hold spaces and parens.
+		i := bytes.LastIndexByte(raw, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(raw[i+1:]))
+		if len(f) > 3 && f[3] == want && f[2] != want {
+			out = append(out, pid)
+		}
+	}
+	return out
 }

@@ -5,7 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -117,7 +121,7 @@ func TestTerminalEndToEnd(t *testing.T) {
 	tm := e.dial(in.ID, "")
 
 	tm.send(`{"type":"input","data":"echo hi\n"}`)
-	tm.waitOutput("hi\r\n")
+	tm.waitOutput("\r\nhi\r\n")                                               // after the echoed command line
 	tm.send(`{"type":"input","data":"ZWNobyAkVEVSTQo=","encoding":"base64"}`) // echo $TERM
 	tm.waitOutput("xterm-256color\r\n")
 
@@ -388,5 +392,81 @@ func TestCloseLeavesNoProcessGroup(t *testing.T) {
 	}
 	if err := e.m.Close(ctx); err != nil {
 		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// A job-control shell puts each job in its own process group; killing a tty
+// process reaches the whole session.
+func TestTTYKillReachesSessionJobs(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tests := []struct {
+		name   string
+		action func(id string)
+	}{
+		{"kill", func(id string) { e.call("POST", "/v1/processes/"+id+"/kill", nil, 200, nil) }},
+		{"close", func(string) {
+			if err := e.m.Close(context.Background()); err != nil {
+				t.Error(err)
+			}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			in := e.create(map[string]any{"command": "sh", "args": []string{"-i"}, "tty": true})
+			e.call("POST", "/v1/processes/"+in.ID+"/input", map[string]any{"data": "sleep 30 & echo JOB=$!.\n", "encoding": "text"}, 200, nil)
+			re := regexp.MustCompile(`JOB=(\d+)\.`)
+			var m []string
+			eventually(t, 10*time.Second, "the job pid is printed", func() bool {
+				m = re.FindStringSubmatch(joinData(e.logs(in.ID, "").Entries))
+				return m != nil
+			})
+			job, _ := strconv.Atoi(m[1])
+			var pgid int
+			eventually(t, 5*time.Second, "job in the session", func() bool {
+				pgid, _ = syscall.Getpgid(job)
+				return slices.Contains(sessionMembers(*in.Pid), job) || pgid == *in.Pid
+			})
+			t.Logf("job %d in group %d (shell group %d)", job, pgid, *in.Pid)
+			tc.action(in.ID)
+			eventually(t, 10*time.Second, "job reaped", func() bool { return syscall.Kill(job, 0) == syscall.ESRCH })
+			assertGroupGone(t, *in.Pid)
+		})
+	}
+}
+
+// The PTY master is non-blocking and poller-driven, so closing it (DELETE,
+// Close) interrupts a reader even while something still holds the slave.
+func TestPTYMasterIsPollable(t *testing.T) {
+	sp, err := spawn(spawnSpec{command: "sleep", args: []string{"30"}, tty: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		signalTree(sp.pid, true, syscall.SIGKILL)
+		_, _ = reap(sp.pid)
+	}()
+	rc, err := sp.master.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var flags uintptr
+	_ = rc.Control(func(fd uintptr) { flags, _, _ = syscall.Syscall(syscall.SYS_FCNTL, fd, syscall.F_GETFL, 0) })
+	if flags&syscall.O_NONBLOCK == 0 {
+		t.Fatal("master is blocking")
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := sp.master.Read(make([]byte, 64))
+		done <- err
+	}()
+	_ = sp.master.Close()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("read after close succeeded")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not interrupt the blocked read")
 	}
 }

@@ -7,11 +7,13 @@
 // and is upgraded in place. Schema changes are tracked in a
 // schema_migrations table.
 //
-// Event indexes are assigned by the database inside a write transaction that
-// takes SQLite's write lock up front (BEGIN IMMEDIATE), and a unique index on
-// (session_id, event_index) backs it up, so any number of Store values, in
-// one process or several, can append to the same session without producing
-// duplicate indexes.
+// Event indexes are assigned by the database: MAX+1 is read and the row
+// inserted by one statement inside a write transaction that holds SQLite's
+// write lock (Open's connections begin with BEGIN IMMEDIATE), a unique index
+// on (session_id, event_index) backs it up, and SQLITE_BUSY makes the store
+// retry the whole transaction. Any number of Stores, in one process or
+// several, can append to the same session without producing duplicate
+// indexes.
 package sqlite
 
 import (
@@ -408,7 +410,7 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 			return ctx.Err()
 		case <-t.C:
 		}
-		delay = min(2*delay, 50*time.Millisecond)
+		delay = min(2*delay, 10*time.Millisecond)
 	}
 }
 
