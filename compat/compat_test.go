@@ -116,7 +116,9 @@ func TestOfficialSDK(t *testing.T) {
 			continue
 		}
 		t.Run(strings.TrimSuffix(s, ".mjs"), func(t *testing.T) {
-			cmd := exec.CommandContext(t.Context(), node, s)
+			// Node 20 only has a global WebSocket behind this flag (the SDK's
+			// terminal needs it); later versions accept and ignore it.
+			cmd := exec.CommandContext(t.Context(), node, "--experimental-websocket", s)
 			cmd.Env = append(os.Environ(), "SANDBOX_AGENT_URL="+url, "SANDBOX_AGENT_TOKEN="+token)
 			out, err := cmd.CombinedOutput()
 			t.Logf("%s", out)

@@ -64,8 +64,15 @@ func (s *Server) anthropic(w http.ResponseWriter, r *http.Request, body []byte, 
 		rec.Tools = append(rec.Tools, t.Name)
 	}
 	var toolResult *string
-	if n := len(req.Messages); n > 0 && req.Messages[n-1].Role == "user" {
-		last := req.Messages[n-1].Content
+	// The last user message (Claude Code may append a "system" message after it).
+	lastUser := -1
+	for i, m := range req.Messages {
+		if m.Role == "user" {
+			lastUser = i
+		}
+	}
+	if lastUser >= 0 {
+		last := req.Messages[lastUser].Content
 		var blocks []struct {
 			Type    string          `json:"type"`
 			Content json.RawMessage `json:"content"`
