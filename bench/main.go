@@ -104,6 +104,7 @@ func logf(format string, args ...any) {
 
 func run(ctx context.Context, cfg *config) error {
 	began := time.Now()
+	load0 := loadAvg()
 	root, err := moduleRoot()
 	if err != nil {
 		return err
@@ -160,6 +161,12 @@ func run(ctx context.Context, cfg *config) error {
 				if v, err := rssBytes(in.pid); err == nil {
 					res.add(t.name, "rss.idle", "idle RSS 0.5 s after healthy (VmRSS)", "B", lowerBetter, v)
 				}
+				if v, err := statusBytes(in.pid, "RssAnon:"); err == nil {
+					res.add(t.name, "rss.anon", "idle RSS, anonymous part (RssAnon: heap, stacks)", "B", lowerBetter, v)
+				}
+				if v, err := statusBytes(in.pid, "RssFile:"); err == nil {
+					res.add(t.name, "rss.file", "idle RSS, file-backed part (RssFile: mapped binary pages)", "B", lowerBetter, v)
+				}
 				if left := in.stop(); left > 0 {
 					res.note("%s: %d processes outlived the server at shutdown (start sample %d)", t.name, left, i)
 				}
@@ -179,6 +186,11 @@ func run(ctx context.Context, cfg *config) error {
 				return err
 			}
 			res.add("pipe", "ceiling", "bench SSE client reading a pre-encoded flood (in-process server)", "msg/s", higherBetter, v)
+			p50, err := pipeRTT(ctx, arts.agent, cfg.rttN)
+			if err != nil {
+				return err
+			}
+			res.add("pipe", "pipertt", "request round trip to the agent over its pipes (no server), p50", "ms", lowerBetter, p50)
 		}
 	}
 
@@ -263,7 +275,7 @@ func run(ctx context.Context, cfg *config) error {
 		res.note("%d marked processes were still running at the end and were killed", n)
 	}
 	elapsed := time.Since(began)
-	rep := report(cfg, arts, res, elapsed)
+	rep := report(cfg, arts, res, elapsed, load0, loadAvg())
 	fmt.Println(rep.table)
 	if cfg.noWrite || cfg.only != "" {
 		logf("not writing %s (-no-write or -only)", cfg.out)
@@ -286,4 +298,17 @@ func moduleRoot() (string, error) {
 		return "", errors.New("run from inside the sandbox-agent module")
 	}
 	return filepath.Dir(mod), nil
+}
+
+// loadAvg is the first three fields of /proc/loadavg.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }

@@ -635,6 +635,7 @@ func (b *bench) idle(ctx context.Context, in *instance) error {
 	if len(lat) > 0 {
 		xs := durationsMs(lat)
 		b.res.add(name, "idle.delete.p50", dk+", p50", "ms", lowerBetter, percentile(xs, 50))
+		b.res.add(name, "idle.delete.p99", dk+", p99", "ms", lowerBetter, percentile(xs, 99))
 		b.res.add(name, "idle.delete.max", dk+", max", "ms", lowerBetter, slices.Max(xs))
 	}
 	if timeouts > 0 || failed > 0 {
@@ -643,6 +644,7 @@ func (b *bench) idle(ctx context.Context, in *instance) error {
 			why += fmt.Sprintf(", %d failed", failed)
 		}
 		b.res.missing(name, "idle.delete.p50", dk+", p50", "ms", lowerBetter, why)
+		b.res.missing(name, "idle.delete.p99", dk+", p99", "ms", lowerBetter, why)
 		b.res.missing(name, "idle.delete.max", dk+", max", "ms", lowerBetter, why)
 	}
 	b.res.add(name, "idle.alive", dk+": agents alive when the last DELETE returned", "count", lowerBetter, float64(aliveNow))
@@ -834,4 +836,47 @@ func clientCeiling(ctx context.Context, n int) (float64, error) {
 		return 0, fmt.Errorf("client ceiling: %d of %d events", r.flood, n)
 	}
 	return float64(n) / time.Since(t0).Seconds(), nil
+}
+
+// pipeRTT: the bench writes a request line to the agent's stdin and reads
+// the answer from its stdout, n times: the pipe part of every ACP round
+// trip, without any server.
+func pipeRTT(ctx context.Context, agentBin string, n int) (float64, error) {
+	cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(cctx, agentBin)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return 0, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return 0, err
+	}
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	defer func() { _ = stdin.Close(); _ = cmd.Wait() }()
+	br := bufio.NewReader(stdout)
+	lat := make([]time.Duration, 0, n)
+	body := make([]byte, 0, 128)
+	for i := range n + n/10 {
+		body = fmt.Appendf(body[:0], `{"jsonrpc":"2.0","id":%d,"method":"bench/echo","params":{"i":%d}}`+"\n", i, i)
+		s := time.Now()
+		if _, err := stdin.Write(body); err != nil {
+			return 0, err
+		}
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return 0, err
+		}
+		el := time.Since(s)
+		if !bytes.HasPrefix(line, fmt.Appendf(nil, `{"id":%d,`, i)) {
+			return 0, fmt.Errorf("pipe rtt: unexpected %s", trunc(line))
+		}
+		if i >= n/10 {
+			lat = append(lat, el)
+		}
+	}
+	return percentile(durationsMs(lat), 50), nil
 }

@@ -265,13 +265,17 @@ func (in *instance) agentPIDs() []int {
 }
 
 // rssBytes reads VmRSS of pid from /proc/<pid>/status.
-func rssBytes(pid int) (float64, error) {
+func rssBytes(pid int) (float64, error) { return statusBytes(pid, "VmRSS:") }
+
+// statusBytes reads a kB field (VmRSS:, RssAnon:, RssFile:) of
+// /proc/<pid>/status in bytes.
+func statusBytes(pid int, field string) (float64, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
 		return 0, err
 	}
 	for line := range strings.SplitSeq(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if rest, ok := strings.CutPrefix(line, field); ok {
 			f := strings.Fields(rest)
 			if len(f) >= 1 {
 				kb, err := strconv.ParseFloat(f[0], 64)
@@ -279,7 +283,7 @@ func rssBytes(pid int) (float64, error) {
 			}
 		}
 	}
-	return 0, errors.New("no VmRSS")
+	return 0, errors.New("no " + field + " in /proc/<pid>/status")
 }
 
 func alive(pids []int) int {

@@ -388,8 +388,11 @@ func claudeEnv(h *harness) []string {
 
 func TestClaude(t *testing.T) {
 	t.Parallel()
+	// claude-agent-acp ≥0.49 runs Write and Bash inside Claude Code (with
+	// a permission request each) instead of delegating fs/* and terminal/*
+	// to the client as claude-code-acp 0.16 did.
 	runAgent(t, agentCase{agent: "claude", setup: claudeEnv,
-		asksPermission: true, delegatesFS: true, terminal: true, load: true,
+		asksPermission: true, load: true,
 		mode: "acceptEdits", model: "haiku", modelSeen: "haiku"})
 }
 

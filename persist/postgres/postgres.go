@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	sandboxagent "github.com/sandbox-agent-go/sandbox-agent"
@@ -93,7 +94,7 @@ func WithMaxConns(n int) Option {
 // for concurrent use when its DB is.
 type Store struct {
 	db     DB
-	pool   *connPool // set when Open created the pool
+	pool   *pgxpool.Pool // set when Open created the pool
 	schema string
 	q      queries
 }
@@ -109,11 +110,15 @@ func Open(ctx context.Context, connString string, opts ...Option) (*Store, error
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := pgx.ParseConfig(connString)
+	cfg, err := pgxpool.ParseConfig(connString)
 	if err != nil {
 		return nil, fmt.Errorf("postgres store: %w", err)
 	}
-	pool := newConnPool(cfg, o.maxConns)
+	cfg.MaxConns = int32(o.maxConns)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres store: %w", err)
+	}
 	s, err := newStore(ctx, pool, o)
 	if err != nil {
 		pool.Close()

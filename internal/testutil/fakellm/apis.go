@@ -73,19 +73,31 @@ func (s *Server) anthropic(w http.ResponseWriter, r *http.Request, body []byte, 
 	}
 	if lastUser >= 0 {
 		last := req.Messages[lastUser].Content
+		rec.LastUserText = textOf(last)
+		// One user message can hold an earlier tool result followed by the
+		// next prompt (clients merge consecutive user turns): the reply is
+		// to a tool result only when no real text follows it.
 		var blocks []struct {
 			Type    string          `json:"type"`
+			Text    string          `json:"text"`
 			Content json.RawMessage `json:"content"`
 		}
 		if json.Unmarshal(last, &blocks) == nil {
+			var after []string
 			for _, b := range blocks {
-				if b.Type == "tool_result" {
+				switch {
+				case b.Type == "tool_result":
 					t := textOf(b.Content)
-					toolResult = &t
+					toolResult, after = &t, nil
+				case b.Type == "text" && !strings.HasPrefix(strings.TrimSpace(b.Text), "<system-reminder>"):
+					after = append(after, b.Text)
 				}
 			}
+			if toolResult != nil && len(after) > 0 {
+				toolResult = nil
+				rec.LastUserText = strings.Join(after, "\n")
+			}
 		}
-		rec.LastUserText = textOf(last)
 	}
 	p, reply := s.script(rec.LastUserText, toolResult, tools)
 	if toolResult != nil {

@@ -62,7 +62,7 @@ type Request struct {
 // Server is a running fake LLM.
 type Server struct {
 	// URL is the base URL (http://127.0.0.1:port), without /v1.
-	URL string
+	URL  string
 	srv  *httptest.Server
 	mu   sync.Mutex
 	reqs []Request

@@ -351,3 +351,19 @@ func TestKeyword(t *testing.T) {
 		}
 	}
 }
+
+func TestAnthropicToolResultFollowedByPrompt(t *testing.T) {
+	s := start(t)
+	resp := post(t, t.Context(), s.URL+"/v1/messages",
+		`{"model":"m","messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":"rejected"},{"type":"text","text":"say hi"}]},{"role":"system","content":"x"}]}`)
+	var msg struct{ Content []struct{ Text string } }
+	if err := json.NewDecoder(resp.Body).Decode(&msg); err != nil {
+		t.Fatal(err)
+	}
+	if msg.Content[0].Text != DefaultText {
+		t.Fatal(msg)
+	}
+	if r := s.Requests()[0]; r.HasToolResult || r.LastUserText != "say hi" {
+		t.Fatalf("%+v", r)
+	}
+}
