@@ -201,6 +201,8 @@ func run(ctx context.Context, cfg *config) error {
 	}
 	steps := []step{
 		{"health", (*bench).health, nil},
+		// Idle servers first, on a server that has not buffered a flood yet.
+		{"idle", (*bench).idle, nil},
 		{"rtt", (*bench).acpRTT, nil},
 		{"ingest", (*bench).ingest, []string{"ingest"}},
 	}
@@ -212,7 +214,6 @@ func run(ctx context.Context, cfg *config) error {
 		steps = append(steps, step{"sse", func(b *bench, ctx context.Context, in *instance) error { return b.sse(ctx, in, k) }, []string{fmt.Sprintf("sse%d.rate", k)}})
 	}
 	steps = append(steps, []step{
-		{"idle", (*bench).idle, nil},
 		{"proc", (*bench).procRun, []string{"proc.run.p50", "proc.run.p99", "proc.overhead"}},
 		{"fs", (*bench).fsIO, []string{"fs.put", "fs.get"}},
 	}...)

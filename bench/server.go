@@ -120,7 +120,9 @@ func startServer(ctx context.Context, t *target, tmp, agentBin string) (*instanc
 		}
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: the server dies with the bench even if the bench is killed;
+	// agents then see EOF on stdin and exit too.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	poll := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: time.Second}
 	t0 := time.Now()
 	if err := cmd.Start(); err != nil {

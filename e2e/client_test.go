@@ -37,6 +37,9 @@ type acpClient struct {
 	terminals map[string]*terminal
 	cancel    context.CancelFunc
 	done      chan struct{}
+	// firstPost and firstChunk time the agent's start: first POST sent,
+	// first agent_message_chunk received.
+	firstPost, firstChunk time.Time
 }
 
 type terminal struct {
@@ -69,6 +72,9 @@ func (c *acpClient) post(ctx context.Context, env map[string]any) (int, []byte) 
 	c.mu.Lock()
 	first := !c.created
 	c.created = true
+	if first {
+		c.firstPost = time.Now()
+	}
 	c.mu.Unlock()
 	if first {
 		url += "?agent=" + c.agent
@@ -171,6 +177,9 @@ func (c *acpClient) startStream() {
 				if msg.Method == "session/update" {
 					c.mu.Lock()
 					c.updates = append(c.updates, msg.Params)
+					if up, _ := msg.Params["update"].(map[string]any); up["sessionUpdate"] == "agent_message_chunk" && c.firstChunk.IsZero() {
+						c.firstChunk = time.Now()
+					}
 					close(c.changed)
 					c.changed = make(chan struct{})
 					c.mu.Unlock()

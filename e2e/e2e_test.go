@@ -207,7 +207,11 @@ func runAgent(t *testing.T, tc agentCase) {
 		if stop != "end_turn" || !strings.Contains(text, fakellm.DefaultText) {
 			t.Fatalf("stop %q text %q", stop, text)
 		}
-		t.Logf("first turn done %s after initialize", time.Since(start).Round(time.Millisecond))
+		c.mu.Lock()
+		firstChunk := c.firstChunk.Sub(c.firstPost)
+		c.mu.Unlock()
+		t.Logf("%s: first POST /v1/acp → first streamed chunk %s (first turn done %s)", tc.agent,
+			firstChunk.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 	})
 
 	t.Run("write allowed", func(t *testing.T) {
@@ -379,12 +383,7 @@ func agentPGID2(t *testing.T, home string, not int) int {
 	return 0
 }
 
-func claudeEnv(h *harness) []string {
-	return []string{
-		"ANTHROPIC_BASE_URL=" + h.llm.URL, "ANTHROPIC_API_KEY=sk-ant-fake-key",
-		"DISABLE_TELEMETRY=1", "DISABLE_ERROR_REPORTING=1", "DISABLE_AUTOUPDATER=1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
-	}
-}
+func claudeEnv(h *harness) []string { return h.llm.ClaudeEnv() }
 
 func TestClaude(t *testing.T) {
 	t.Parallel()

@@ -37,6 +37,12 @@ go vet ./...
 step "go test -race"
 go test -race -count=1 -timeout 20m "$@" ./...
 
+step "fuzzing (bounded): path resolution, tar extraction, envelope parsing"
+fuzz() { go test -run '^$' -fuzz "^$1\$" -fuzztime "${FUZZTIME:-10s}" -fuzzminimizetime 5s "$2"; }
+fuzz FuzzResolvePath ./internal/fsapi
+fuzz FuzzExtract ./internal/fsapi
+fuzz FuzzParseMatchesDecoder ./acp
+
 step "static build"
 CGO_ENABLED=0 go build -o /dev/null ./cmd/sandbox-agent
 echo "all tests passed"

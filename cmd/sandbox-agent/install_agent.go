@@ -134,6 +134,10 @@ func newProgressPrinter(w io.Writer) agents.ProgressFunc {
 	}
 	return func(ev agents.ProgressEvent) {
 		detail := ev.Detail
+		if ev.Status == "fail" {
+			// The full error follows at the end; keep the step line short.
+			detail, _, _ = strings.Cut(detail, "\n")
+		}
 		if detail != "" {
 			detail = ": " + detail
 		}

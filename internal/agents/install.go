@@ -305,7 +305,7 @@ func (in *installer) run(ctx context.Context) (InstallResult, error) {
 	// The launcher is written to a temporary name, verified, then renamed:
 	// until the rename the agent is not installed.
 	final := m.LauncherPath(in.agent)
-	tmp := final + ".verify"
+	tmp := fmt.Sprintf("%s.verify-%d-%d", final, os.Getpid(), time.Now().UnixNano())
 	defer os.Remove(tmp)
 	if err := in.step(StepLauncher, func() (string, bool, error) {
 		return final, false, writeExecutable(tmp, in.launcher())
@@ -418,6 +418,7 @@ func (in *installer) agentProcess(ctx context.Context, pin Pin, entry *registryA
 	spec := pin.Package + "@" + pin.Version
 	source := SourceFallback
 	in.args = pin.Args
+	var binErr error // a registry binary that failed; the pin is used instead
 	if entry != nil {
 		switch {
 		case entry.Distribution.Npx != nil:
@@ -429,14 +430,38 @@ func (in *installer) agentProcess(ctx context.Context, pin Pin, entry *registryA
 			source = SourceRegistry
 		default:
 			if bin, ok := entry.Distribution.Binary[platformKey()]; ok {
-				return in.binaryEntry(ctx, prefix, entry.Version, bin.Archive, bin.Cmd, bin.Args, bin.Env)
+				detail, skipped, err := in.binaryEntry(ctx, prefix, entry.Version, bin.Archive, bin.Cmd, bin.Args, bin.Env)
+				if err == nil {
+					return detail, skipped, nil
+				}
+				binErr = err
+				in.args, in.env = pin.Args, nil
 			}
 		}
 	}
 	spec = withVersion(spec, in.req.AgentProcessVersion)
-	pkgs := append([]string{spec}, pin.Extra...)
+	extra := pin.Extra
+	if source == SourceRegistry {
+		// The registry's adapter is newer than the pins: pair it with the
+		// current release of its companion CLI, not the pinned one.
+		extra = nil
+		for _, e := range pin.Extra {
+			extra = append(extra, withoutVersion(e))
+		}
+	}
+	pkgs := append([]string{spec}, extra...)
 	hints := []string{pin.Hint}
-	if err := m.npmInstallInto(ctx, prefix, pkgs, hints); err != nil {
+	err := m.npmInstallInto(ctx, prefix, pkgs, hints)
+	if err != nil && source == SourceRegistry {
+		// A registry entry that does not install falls back to the pin.
+		regErr := fmt.Errorf("npm install %s: %w", strings.Join(pkgs, " "), err)
+		spec, source, in.args, in.env = withVersion(pin.Package+"@"+pin.Version, in.req.AgentProcessVersion), SourceFallback, pin.Args, nil
+		pkgs = append([]string{spec}, pin.Extra...)
+		if err = m.npmInstallInto(ctx, prefix, pkgs, hints); err != nil {
+			err = fmt.Errorf("%v; built-in pin: %w", regErr, err)
+		}
+	}
+	if err != nil {
 		return "", false, fmt.Errorf("npm install %s: %w", strings.Join(pkgs, " "), err)
 	}
 	binDir := filepath.Join(prefix, "node_modules", ".bin")
@@ -447,7 +472,11 @@ func (in *installer) agentProcess(ctx context.Context, pin Pin, entry *registryA
 	version := installedVersion(prefix, spec)
 	in.mf.Source, in.mf.Package, in.mf.Version, in.mf.ExtraPackages = source, spec, version, pin.Extra
 	in.res.Artifacts = append(in.res.Artifacts, Artifact{Kind: KindAgentProcess, Path: launcher, Source: source, Version: version})
-	return "npm " + strings.Join(pkgs, " "), false, nil
+	detail := "npm " + strings.Join(pkgs, " ")
+	if binErr != nil {
+		detail += " (registry binary failed: " + binErr.Error() + ")"
+	}
+	return detail, false, nil
 }
 
 // binaryEntry installs a registry binary distribution (archive + cmd).
@@ -498,6 +527,13 @@ func (in *installer) binaryEntry(ctx context.Context, prefix, version, archive, 
 	in.mf.Source, in.mf.Package, in.mf.Version = SourceRegistry, archive, version
 	in.res.Artifacts = append(in.res.Artifacts, Artifact{Kind: KindAgentProcess, Path: m.LauncherPath(in.agent), Source: SourceRegistry, Version: version})
 	return "binary " + archive, false, nil
+}
+
+func withoutVersion(spec string) string {
+	if i := strings.LastIndex(spec, "@"); i > 0 {
+		return spec[:i]
+	}
+	return spec
 }
 
 // installedVersion reads the version npm resolved for spec under prefix.
@@ -611,10 +647,11 @@ func swapDir(stage, dst string) error {
 	return nil
 }
 
-// replaceSymlink atomically points link at target (relative when possible).
+// replaceSymlink atomically points link at target (relative when target
+// is relative-able and under the link's directory tree, else absolute).
 func replaceSymlink(target, link string) error {
 	rel, err := filepath.Rel(filepath.Dir(link), target)
-	if err != nil {
+	if err != nil || strings.HasPrefix(rel, "..") {
 		rel = target
 	}
 	tmp := fmt.Sprintf("%s.tmp-%d", link, time.Now().UnixNano())
@@ -825,4 +862,36 @@ func untarGz(gz []byte, dir string) error {
 			}
 		}
 	}
+}
+
+// LinkAgent makes agent, installed under the data directory from, usable
+// from the data directory to by symlinking its launcher, manifest and
+// native CLI (launchers hold absolute paths, so the install itself stays
+// where it is). Tests use it to share one agents cache between servers.
+func LinkAgent(from, to, agent string) error {
+	src := NewManager(Options{DataDir: from, Env: []string{}})
+	dst := NewManager(Options{DataDir: to, Env: []string{}})
+	if !isExecutable(src.LauncherPath(agent)) {
+		return fmt.Errorf("%s is not installed in %s", agent, from)
+	}
+	links := [][2]string{{src.LauncherPath(agent), dst.LauncherPath(agent)}, {src.manifestPath(agent), dst.manifestPath(agent)}}
+	if p := src.NativePath(agent); p != "" {
+		links = append(links, [2]string{p, dst.NativePath(agent)})
+	}
+	for _, l := range links {
+		if _, err := os.Stat(l[0]); err != nil {
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(l[1]), 0o755); err != nil {
+			return err
+		}
+		target, err := filepath.Abs(l[0])
+		if err != nil {
+			return err
+		}
+		if err := replaceSymlink(target, l[1]); err != nil {
+			return err
+		}
+	}
+	return nil
 }

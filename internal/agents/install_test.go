@@ -42,6 +42,7 @@ while [ $# -gt 0 ]; do
     *) name=$(echo "$spec" | cut -d@ -f1); ver=$(echo "$spec" | cut -s -d@ -f2) ;;
   esac
   [ -n "$ver" ] || ver=1.0.0
+  if [ -f "$here/fail-$(echo "$spec" | tr '/@' '__')" ]; then echo "npm error code E404" >&2; exit 1; fi
   echo "$spec" >> "$here/installed"
   mkdir -p "$prefix/node_modules/$name" "$prefix/node_modules/.bin"
   echo "{\"version\":\"$ver\"}" > "$prefix/node_modules/$name/package.json"
@@ -180,6 +181,33 @@ func TestInstallFromRegistryEntry(t *testing.T) {
 	}
 }
 
+func TestRegistryEntryThatFailsFallsBackToPin(t *testing.T) {
+	reg := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(`{"agents":[{"id":"cursor-agent-acp","version":"9.9.9","distribution":{"npx":{"package":"@blowmage/cursor-agent-acp@9.9.9"}}},
+		 {"id":"codex-acp","version":"1.0.0","distribution":{"binary":{"linux-x86_64":{"archive":"http://127.0.0.1:1/x.zip","cmd":"./codex-acp"},"linux-aarch64":{"archive":"http://127.0.0.1:1/x.zip","cmd":"./codex-acp"}}}}]}`))
+	}))
+	defer reg.Close()
+	m, dir := newTestManager(t, reg.URL)
+	_ = os.WriteFile(filepath.Join(dir, "fail-_blowmage_cursor-agent-acp_9.9.9"), nil, 0o644)
+	var detail string
+	res, err := m.InstallWithProgress(t.Context(), "cursor", InstallRequest{}, func(ev ProgressEvent) {
+		if ev.Step == StepAgentProcess && ev.Status == "done" {
+			detail = ev.Detail
+		}
+	})
+	if err != nil || res.Artifacts[0].Source != SourceFallback || res.Artifacts[0].Version != "0.7.1" {
+		t.Fatalf("%+v %v", res, err)
+	}
+	res, err = m.InstallWithProgress(t.Context(), "codex", InstallRequest{}, func(ev ProgressEvent) {
+		if ev.Step == StepAgentProcess && ev.Status == "done" {
+			detail = ev.Detail
+		}
+	})
+	if err != nil || res.Artifacts[1].Source != SourceFallback || !strings.Contains(detail, "registry binary failed") {
+		t.Fatalf("%+v %v %q", res, err, detail)
+	}
+}
+
 func installErr(t *testing.T, err error) string {
 	t.Helper()
 	var p *problem.Problem
@@ -290,13 +318,24 @@ func TestCommandLaunchRules(t *testing.T) {
 	if hasSandbox != (os.Geteuid() == 0) {
 		t.Fatalf("IS_SANDBOX=1 must be set exactly when root: %v", cmd.Env)
 	}
-	m.opts.Env = append(m.opts.Env, "IS_SANDBOX=0")
+	base := m.opts.Env
+	m.opts.Env = append(base, "IS_SANDBOX=0")
 	cmd, _ = m.Command(t.Context(), "claude")
 	for _, kv := range cmd.Env {
 		if kv == "IS_SANDBOX=1" {
-			t.Fatal("an explicit IS_SANDBOX must be kept")
+			t.Fatal("an explicit IS_SANDBOX=0 must be kept")
 		}
 	}
+	if os.Geteuid() == 0 {
+		// Claude Code only honours "1"; "yes" (seen in real sandboxes) is
+		// normalised, the last entry wins in exec.
+		m.opts.Env = append(base, "IS_SANDBOX=yes")
+		cmd, _ = m.Command(t.Context(), "claude")
+		if cmd.Env[len(cmd.Env)-1] != "IS_SANDBOX=1" {
+			t.Fatalf("IS_SANDBOX=yes not normalised: %v", cmd.Env)
+		}
+	}
+	m.opts.Env = base
 	// Cursor without the cursor-agent CLI: a clear, actionable error.
 	if err := writeExecutable(m.LauncherPath("cursor"), []byte("#!/bin/sh\nexit 0\n")); err != nil {
 		t.Fatal(err)

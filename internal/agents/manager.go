@@ -214,7 +214,8 @@ func (m *Manager) launchCheck(agent string) error {
 
 // agentEnv is the environment of agent's process: the server's, plus
 // SANDBOX_AGENT_BIN, plus IS_SANDBOX=1 for Claude when running as root
-// (Claude Code refuses to run as root otherwise) unless already set.
+// (Claude Code refuses to run as root otherwise) unless already set to
+// another value than a truthy spelling ("yes", "true", "on").
 func (m *Manager) agentEnv(agent string) []string {
 	env := append([]string(nil), m.opts.Env...)
 	has := func(key string) bool {
@@ -228,8 +229,15 @@ func (m *Manager) agentEnv(agent string) []string {
 	if !has("SANDBOX_AGENT_BIN") {
 		env = append(env, "SANDBOX_AGENT_BIN="+m.opts.Executable)
 	}
-	if agent == "claude" && os.Geteuid() == 0 && !has("IS_SANDBOX") {
-		env = append(env, "IS_SANDBOX=1")
+	if agent == "claude" && os.Geteuid() == 0 {
+		// Claude Code only honours IS_SANDBOX=1: a truthy spelling such
+		// as "yes" (seen in real sandboxes) would make it refuse to run.
+		switch v := strings.ToLower(m.envValue("IS_SANDBOX")); {
+		case !has("IS_SANDBOX"):
+			env = append(env, "IS_SANDBOX=1")
+		case v == "yes" || v == "true" || v == "on" || v == "y":
+			env = append(env, "IS_SANDBOX=1")
+		}
 	}
 	return env
 }

@@ -363,3 +363,12 @@ func badRequest(w http.ResponseWriter, err error) {
 	w.WriteHeader(http.StatusBadRequest)
 	fmt.Fprintf(w, `{"error":{"type":"invalid_request_error","message":%q}}`, "fakellm: "+err.Error())
 }
+
+// ClaudeEnv is the environment that points Claude Code (and its ACP
+// adapter) at this server, offline, with a fake key.
+func (s *Server) ClaudeEnv() []string {
+	return []string{
+		"ANTHROPIC_BASE_URL=" + s.URL, "ANTHROPIC_API_KEY=sk-ant-fake-key",
+		"DISABLE_TELEMETRY=1", "DISABLE_ERROR_REPORTING=1", "DISABLE_AUTOUPDATER=1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
+	}
+}
