@@ -27,10 +27,11 @@ type Instance struct {
 	opts      *Options
 	log       *slog.Logger
 
-	cmd    *exec.Cmd
-	stdin  *os.File
-	stdout *os.File
-	pgid   int
+	cmd     *exec.Cmd
+	stdin   *os.File
+	stdout  *os.File
+	stderrR *os.File
+	pgid    int
 
 	writeCh  chan writeReq
 	closedCh chan struct{} // closed by close()
@@ -92,6 +93,7 @@ func start(id, agent string, cmd *exec.Cmd, opts *Options) (*Instance, error) {
 		cmd:      cmd,
 		stdin:    inW,
 		stdout:   outR,
+		stderrR:  errR,
 		pgid:     cmd.Process.Pid,
 		pending:  map[string]chan []byte{},
 		stream:   newStream(opts.ReplayBuffer, opts.ReplayMaxBytes, opts.SlowReaderTimeout),
@@ -104,7 +106,7 @@ func start(id, agent string, cmd *exec.Cmd, opts *Options) (*Instance, error) {
 	in.log.Info("agent process started")
 	in.readersWG.Add(3)
 	go in.writeLoop()
-	stdoutDone := make(chan struct{})
+	stdoutDone, stderrDone := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer in.readersWG.Done()
 		defer close(stdoutDone)
@@ -112,26 +114,35 @@ func start(id, agent string, cmd *exec.Cmd, opts *Options) (*Instance, error) {
 	}()
 	go func() {
 		defer in.readersWG.Done()
+		defer close(stderrDone)
 		in.readStderr(errR)
 	}()
-	go in.reap(stdoutDone)
+	go in.reap(stdoutDone, stderrDone)
 	return in, nil
 }
 
 // reap waits for the agent, cleans up its process group, drains stdout and
 // then announces the exit to readers and pending requests.
-func (in *Instance) reap(stdoutDone <-chan struct{}) {
+func (in *Instance) reap(stdoutDone, stderrDone <-chan struct{}) {
 	err := in.cmd.Wait()
 	close(in.reapedCh)
 	// Children the agent left behind would keep the stdout pipe open and
 	// outlive it; the group dies with its leader.
 	_ = syscall.Kill(-in.pgid, syscall.SIGKILL)
-	select {
-	case <-stdoutDone:
-	case <-time.After(2 * time.Second):
-		// Something outside the group holds the pipe; stop reading.
-		_ = in.stdout.SetReadDeadline(time.Now())
-		<-stdoutDone
+	// Drain both pipes so the exit message follows every line the agent
+	// wrote and the error details carry its last stderr.
+	drain := time.NewTimer(2 * time.Second)
+	defer drain.Stop()
+	for _, done := range []<-chan struct{}{stdoutDone, stderrDone} {
+		select {
+		case <-done:
+		case <-drain.C:
+			// Something outside the group holds the pipes; stop reading.
+			_ = in.stdout.SetReadDeadline(time.Now())
+			_ = in.stderrR.SetReadDeadline(time.Now())
+			<-stdoutDone
+			<-stderrDone
+		}
 	}
 	ps := in.cmd.ProcessState
 	p := acp.AgentExitedParams{Success: err == nil && ps != nil && ps.Success()}
@@ -208,8 +219,12 @@ func (in *Instance) handleLine(line []byte, tooLong bool) {
 		return
 	}
 	// The line is published as read: never re-encoded. It must be copied
-	// because the reader's buffer is reused.
+	// because the reader's buffer is reused. Publishing comes first so a
+	// response is on the SSE stream no later than it reaches its POST.
 	data := bytes.Clone(t)
+	if _, err := in.stream.publish(data); err != nil {
+		return
+	}
 	if env.Kind == acp.Response {
 		key := acp.IDKey(env.ID)
 		in.pendMu.Lock()
@@ -221,9 +236,6 @@ func (in *Instance) handleLine(line []byte, tooLong bool) {
 		if ok {
 			ch <- data
 		}
-	}
-	if _, err := in.stream.publish(data); err != nil {
-		return
 	}
 }
 
