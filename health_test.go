@@ -55,7 +55,7 @@ func newGateRig(t *testing.T, o HealthOptions, withEnsure bool, check func(n int
 
 // drive runs the gate, advancing the fake clock through n sleeps, and
 // returns the gate's result.
-func (r *gateRig) drive(t *testing.T, sleeps int) (error, bool) {
+func (r *gateRig) drive(t *testing.T, sleeps int) <-chan error {
 	ctx := t.Context()
 	trap := r.clk.Trap().NewTimer("health", "sleep")
 	defer trap.Close()
@@ -69,12 +69,7 @@ func (r *gateRig) drive(t *testing.T, sleeps int) (error, bool) {
 		call.MustRelease(ctx)
 		r.clk.Advance(call.Duration).MustWait(ctx)
 	}
-	select {
-	case err := <-done:
-		return err, true
-	default:
-		return nil, false
-	}
+	return done
 }
 
 func secs(ds []time.Duration) []float64 {
@@ -87,13 +82,14 @@ func secs(ds []time.Duration) []float64 {
 
 func TestHealthScheduleWithoutEnsureServer(t *testing.T) {
 	r := newGateRig(t, HealthOptions{Timeout: -1}, false, func(int, context.Context) error { return errors.New("connection refused") })
-	if _, finished := r.drive(t, 7); finished {
-		t.Fatal("gate finished")
-	}
+	done := r.drive(t, 8) // the 8th sleep follows the 8th attempt
 	r.c.cancel()
+	if err := <-done; err == nil {
+		t.Fatal("gate succeeded")
+	}
 	r.c.wg.Wait()
 	want := []float64{0, 0.5, 1.5, 3.5, 7.5, 15.5, 30.5, 45.5}
-	if got := secs(r.checks); !slices.Equal(got, want) {
+	if got := secs(r.checks)[:8]; !slices.Equal(got, want) {
 		t.Fatalf("attempts at %v, want %v", got, want)
 	}
 }
@@ -105,12 +101,7 @@ func TestHealthScheduleEnsureServerEveryThirdFailureAndBackoffRestarts(t *testin
 		}
 		return errors.New("connection refused")
 	})
-	err, finished := r.drive(t, 8)
-	if !finished {
-		// the 9th check runs after the 8th sleep; wait for the result
-		err = r.g.wait(t.Context())
-	}
-	if err != nil {
+	if err := <-r.drive(t, 8); err != nil {
 		t.Fatal(err)
 	}
 	wantChecks := []float64{0, 0.5, 1.5, 2, 3, 5, 5.5, 6.5, 8.5}
@@ -125,10 +116,7 @@ func TestHealthScheduleEnsureServerEveryThirdFailureAndBackoffRestarts(t *testin
 
 func TestHealthTimeoutIsFiniteAndClear(t *testing.T) {
 	r := newGateRig(t, HealthOptions{Timeout: time.Second}, false, func(int, context.Context) error { return errors.New("connection refused") })
-	err, finished := r.drive(t, 2)
-	if !finished {
-		err = r.g.wait(t.Context())
-	}
+	err := <-r.drive(t, 2)
 	if !errors.Is(err, ErrHealthTimeout) || !strings.Contains(err.Error(), "connection refused") || !strings.Contains(err.Error(), "3 attempts") {
 		t.Fatalf("err = %v", err)
 	}
@@ -184,16 +172,12 @@ func TestHealthGateReentersAfterServerLoss(t *testing.T) {
 
 func TestHealthErrorNotSticky(t *testing.T) {
 	r := newGateRig(t, HealthOptions{Timeout: time.Millisecond}, false, func(n int, _ context.Context) error {
-		if n == 1 {
+		if n <= 2 {
 			return errors.New("down")
 		}
 		return nil
 	})
-	err, finished := r.drive(t, 1)
-	if !finished {
-		err = r.g.wait(t.Context())
-	}
-	if !errors.Is(err, ErrHealthTimeout) {
+	if err := <-r.drive(t, 1); !errors.Is(err, ErrHealthTimeout) {
 		t.Fatalf("first run: %v", err)
 	}
 	if err := r.g.wait(t.Context()); err != nil {

@@ -85,7 +85,8 @@ func (c *Client) getLive(ctx context.Context, agent string) (*liveConn, error) {
 		c.dropLive(l)
 		if errors.Is(l.initErr, ErrConnectionLost) && ctx.Err() == nil && c.ctx.Err() == nil {
 			// The server went away between the gate and initialize:
-			// the gate was re-armed; go round.
+			// re-arm the gate and go round.
+			c.gate.markUnhealthy(l.initErr)
 			continue
 		}
 		return nil, l.initErr

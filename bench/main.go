@@ -51,7 +51,7 @@ type config struct {
 
 func main() {
 	cfg := &config{}
-	flag.IntVar(&cfg.rounds, "rounds", 3, "rounds of the load benchmarks per server (alternating ours, upstream)")
+	flag.IntVar(&cfg.rounds, "rounds", 5, "rounds of the load benchmarks per server (alternating ours, upstream)")
 	flag.IntVar(&cfg.starts, "starts", 10, "start-to-healthy samples per server (alternating)")
 	flag.IntVar(&cfg.floodN, "flood", 100000, "notifications per SSE flood")
 	flag.StringVar(&cfg.readers, "readers", "1,10", "SSE reader counts to run")
@@ -200,9 +200,10 @@ func run(ctx context.Context, cfg *config) error {
 		keys []string // metrics marked n/a when the step fails
 	}
 	steps := []step{
-		{"health", (*bench).health, nil},
-		// Idle servers first, on a server that has not buffered a flood yet.
+		// Idle servers first, on a server that has not served load yet, so
+		// the RSS growth per ACP server is not blurred by earlier buffers.
 		{"idle", (*bench).idle, nil},
+		{"health", (*bench).health, nil},
 		{"rtt", (*bench).acpRTT, nil},
 		{"ingest", (*bench).ingest, []string{"ingest"}},
 	}

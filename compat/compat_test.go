@@ -14,6 +14,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sandbox-agent-go/sandbox-agent/internal/agents"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/fakellm"
 )
 
 func requireNode(t *testing.T) string {
@@ -62,7 +65,19 @@ func startServer(t *testing.T) (url, token string) {
 		t.Fatal(err)
 	}
 	srv := exec.Command(bin, "server", "--port", fmt.Sprint(port), "--token", token, "--log-level", "debug")
-	srv.Env = append(os.Environ(), "HOME="+home, "SANDBOX_AGENT_DATA_DIR="+filepath.Join(dir, "data"))
+	// Real agents (claude.mjs) come from the pinned cache that
+	// scripts/install-test-agents.sh fills, talking to a fake LLM.
+	data := filepath.Join(dir, "data")
+	llm := fakellm.New()
+	t.Cleanup(llm.Close)
+	cache := os.Getenv("SANDBOX_AGENT_E2E_AGENTS_DIR")
+	if cache == "" {
+		cache, _ = filepath.Abs("../.cache/agents")
+	}
+	if err := agents.LinkAgent(cache, data, "claude"); err != nil {
+		t.Logf("claude.mjs will skip: %v", err)
+	}
+	srv.Env = append(append(os.Environ(), "HOME="+home, "SANDBOX_AGENT_DATA_DIR="+data), llm.ClaudeEnv()...)
 	srv.Stdout, srv.Stderr = logf, logf
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)

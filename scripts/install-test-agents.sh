@@ -37,6 +37,16 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" != "$want" ]; then
   reinstall=(--reinstall)
 fi
 
+# Fail fast (instead of after npm's retries) when something must be
+# installed and the npm registry cannot be reached.
+need=0
+[ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] || need=1
+for a in "${agents[@]}"; do [ -x "$cache/bin/agent_processes/$a-acp" ] || need=1; done
+if [ "$need" = 1 ] && ! timeout 60 npm ping --fetch-retries=0 >/dev/null 2>&1; then
+  echo "install-test-agents: the npm registry ($(npm config get registry)) is unreachable; the real-agent tests need it once to fill $cache" >&2
+  exit 1
+fi
+
 for a in "${agents[@]}"; do
   if ! "$bin" install-agent "$a" --data-dir "$cache" "${reinstall[@]}" >/dev/null; then
     if ! timeout 30 npm ping >/dev/null 2>&1; then

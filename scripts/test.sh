@@ -34,6 +34,9 @@ fi
 step "go vet"
 go vet ./...
 
+step "real agents (pinned; our installer into .cache/agents)"
+scripts/install-test-agents.sh
+
 step "go test -race"
 go test -race -count=1 -timeout 20m "$@" ./...
 

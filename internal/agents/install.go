@@ -9,11 +9,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -329,11 +332,16 @@ func (in *installer) run(ctx context.Context) (InstallResult, error) {
 	return in.res, nil
 }
 
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
 // launcher renders the shell launcher in upstream's format.
 func (in *installer) launcher() []byte {
 	var b strings.Builder
 	b.WriteString("#!/usr/bin/env sh\nset -e\n")
 	for _, kv := range in.env {
+		if !envName.MatchString(kv[0]) {
+			continue // a registry entry must not inject shell
+		}
 		fmt.Fprintf(&b, "export %s=%s\n", kv[0], shellQuote(kv[1]))
 	}
 	for _, d := range in.path {
@@ -424,9 +432,7 @@ func (in *installer) agentProcess(ctx context.Context, pin Pin, entry *registryA
 		case entry.Distribution.Npx != nil:
 			spec = entry.Distribution.Npx.Package
 			in.args = entry.Distribution.Npx.Args
-			for k, v := range entry.Distribution.Npx.Env {
-				in.env = append(in.env, [2]string{k, v})
-			}
+			in.env = sortedEnv(entry.Distribution.Npx.Env)
 			source = SourceRegistry
 		default:
 			if bin, ok := entry.Distribution.Binary[platformKey()]; ok {
@@ -521,12 +527,18 @@ func (in *installer) binaryEntry(ctx context.Context, prefix, version, archive, 
 		exe = found
 	}
 	in.exec, in.args = exe, args
-	for k, v := range env {
-		in.env = append(in.env, [2]string{k, v})
-	}
+	in.env = sortedEnv(env)
 	in.mf.Source, in.mf.Package, in.mf.Version = SourceRegistry, archive, version
 	in.res.Artifacts = append(in.res.Artifacts, Artifact{Kind: KindAgentProcess, Path: m.LauncherPath(in.agent), Source: SourceRegistry, Version: version})
 	return "binary " + archive, false, nil
+}
+
+func sortedEnv(m map[string]string) [][2]string {
+	var out [][2]string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, [2]string{k, m[k]})
+	}
+	return out
 }
 
 func withoutVersion(spec string) string {

@@ -150,7 +150,7 @@ func TestInstallFromPinsWhenRegistryUnreachable(t *testing.T) {
 
 func TestInstallFromRegistryEntry(t *testing.T) {
 	reg := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = w.Write([]byte(`{"version":"1","agents":[{"id":"pi-acp","version":"0.0.30","distribution":{"npx":{"package":"pi-acp@0.0.30","args":["--x"],"env":{"PI_FOO":"it's"}}}}]}`))
+		_, _ = w.Write([]byte(`{"version":"1","agents":[{"id":"pi-acp","version":"0.0.30","distribution":{"npx":{"package":"pi-acp@0.0.30","args":["--x"],"env":{"PI_FOO":"it's","X; touch /tmp/pwned #":"1"}}}}]}`))
 	}))
 	defer reg.Close()
 	m, _ := newTestManager(t, reg.URL)

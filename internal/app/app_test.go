@@ -130,7 +130,11 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 }
 
 func TestAgentsCatalog(t *testing.T) {
-	e := start(t, func(c *Config) { c.Agents.Env = []string{"PATH=" + os.Getenv("PATH")} })
+	e := start(t, func(c *Config) {
+		c.Agents.Env = []string{"PATH=" + os.Getenv("PATH")}
+		// No registry, no npm: installing a real agent must fail fast and clearly.
+		c.Agents.RegistryURL, c.Agents.NativeSource, c.Agents.NPM = "off", "npm", "/nonexistent/npm"
+	})
 	_, body := e.get(t, "/v1/agents")
 	var list struct {
 		Agents []struct {

@@ -1,0 +1,160 @@
+package local_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	sandboxagent "github.com/sandbox-agent-go/sandbox-agent"
+	"github.com/sandbox-agent-go/sandbox-agent/provider/local"
+)
+
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "local-provider-test")
+	if err != nil {
+		panic(err)
+	}
+	bin = filepath.Join(dir, "sandbox-agent")
+	build := exec.Command("go", "build", "-o", bin, "../../cmd/sandbox-agent")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		panic(err)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			os.Stderr.WriteString("goleak: " + err.Error() + "\n")
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+func newProvider(t *testing.T) *local.Provider {
+	home := t.TempDir()
+	p := local.New(local.Options{BinaryPath: bin, Env: []string{"HOME=" + home, "SANDBOX_AGENT_DATA_DIR=" + filepath.Join(home, "data")}})
+	t.Cleanup(func() { _ = p.Close() })
+	return p
+}
+
+func TestStartPromptDestroy(t *testing.T) {
+	ctx := t.Context()
+	p := newProvider(t)
+	t0 := time.Now()
+	c, err := sandboxagent.Start(ctx, p, sandboxagent.StartOptions{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(c.SandboxID(), "local/127.0.0.1:") {
+		t.Fatalf("sandbox id %q", c.SandboxID())
+	}
+	s, err := c.CreateSession(ctx, sandboxagent.CreateSessionRequest{Agent: "mock", Cwd: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := make(chan time.Duration, 1)
+	s.OnEvent(func(ev sandboxagent.SessionEvent) {
+		if strings.Contains(string(ev.Payload), "agent_message_chunk") {
+			select {
+			case first <- time.Since(t0):
+			default:
+			}
+		}
+	})
+	if _, err := s.Prompt(ctx, "hi"); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("Start → first streamed chunk: %s", <-first)
+	// Without the token the server refuses, as a typed *Error.
+	anon, err := sandboxagent.Connect(ctx, sandboxagent.Options{BaseURL: c.BaseURL(), Health: sandboxagent.HealthOptions{Disabled: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = anon.GetHealth(ctx)
+	var apiErr *sandboxagent.Error
+	if !errors.As(err, &apiErr) || apiErr.Status != http.StatusUnauthorized {
+		t.Fatalf("anonymous health: %v", err)
+	}
+	_ = anon.Close(ctx)
+	if err := c.DestroySandbox(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (&http0{}).get(c.BaseURL()); err == nil {
+		t.Fatal("server still answering after destroy")
+	}
+}
+
+func TestEnsureServerRecoversKilledServer(t *testing.T) {
+	ctx := t.Context()
+	p := newProvider(t)
+	c, err := sandboxagent.Start(ctx, p, sandboxagent.StartOptions{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	s, err := c.CreateSession(ctx, sandboxagent.CreateSessionRequest{ID: "k", Agent: "mock", Cwd: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Prompt(ctx, "remember me"); err != nil {
+		t.Fatal(err)
+	}
+	chunk := make(chan struct{}, 1)
+	unsub := s.OnEvent(func(ev sandboxagent.SessionEvent) {
+		if strings.Contains(string(ev.Payload), "agent_message_chunk") {
+			select {
+			case chunk <- struct{}{}:
+			default:
+			}
+		}
+	})
+	errc := make(chan error, 1)
+	go func() {
+		_, err := s.Prompt(ctx, "SLOW")
+		errc <- err
+	}()
+	<-chunk
+	unsub()
+	rawID := strings.TrimPrefix(c.SandboxID(), "local/")
+	killed := time.Now()
+	if err := p.Kill(ctx, rawID); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; !errors.Is(err, sandboxagent.ErrConnectionLost) {
+		t.Fatalf("in-flight prompt: %v", err)
+	}
+	res, err := s.Prompt(ctx, "are you back?")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("killed server → resumed session answered: %s", time.Since(killed))
+	if res.StopReason != "end_turn" {
+		t.Fatalf("stop reason %q", res.StopReason)
+	}
+}
+
+type http0 struct{}
+
+func (http0) get(u string) (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u+"/v1/health", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}

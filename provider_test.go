@@ -1,0 +1,266 @@
+package sandboxagent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sandbox-agent-go/sandbox-agent/internal/sse"
+)
+
+// testProvider serves a testServer; EnsureServer restarts it.
+type testProvider struct {
+	srv     *testServer
+	url     string
+	mu      sync.Mutex
+	calls   []string
+	ensured chan struct{}
+}
+
+func (p *testProvider) log(s string) {
+	p.mu.Lock()
+	p.calls = append(p.calls, s)
+	p.mu.Unlock()
+}
+
+func (p *testProvider) Name() string { return "test" }
+func (p *testProvider) Create(ctx context.Context) (string, error) {
+	p.log("create")
+	return "box/1", nil
+}
+func (p *testProvider) Destroy(ctx context.Context, id string) error {
+	p.log("destroy " + id)
+	return nil
+}
+func (p *testProvider) Reconnect(ctx context.Context, id string) error {
+	p.log("reconnect " + id)
+	return nil
+}
+func (p *testProvider) URL(ctx context.Context, id string) (string, error) {
+	if p.url != "" {
+		return p.url, nil
+	}
+	return p.srv.url(), nil
+}
+func (p *testProvider) DefaultCwd(ctx context.Context, id string) (string, error) {
+	return "/tmp", nil
+}
+func (p *testProvider) EnsureServer(ctx context.Context, id string) error {
+	p.log("ensure " + id)
+	var err error
+	if p.srv != nil {
+		err = p.srv.restart()
+	}
+	if p.ensured != nil {
+		select {
+		case p.ensured <- struct{}{}:
+		default:
+		}
+	}
+	return err
+}
+
+func TestStartSandboxIDParsing(t *testing.T) {
+	p := &testProvider{url: "http://127.0.0.1:1"}
+	for _, id := range []string{"x", "/x", "x/"} {
+		_, err := Start(t.Context(), p, StartOptions{SandboxID: id})
+		if err == nil || !strings.Contains(err.Error(), `must be prefixed as "{provider}/{id}"`) {
+			t.Fatalf("%q: %v", id, err)
+		}
+	}
+	_, err := Start(t.Context(), p, StartOptions{SandboxID: "e2b/abc"})
+	if err == nil || !strings.Contains(err.Error(), "configured provider is 'test'") {
+		t.Fatalf("mismatch: %v", err)
+	}
+	prov, raw, err := ParseSandboxID("local/a/b:1")
+	if err != nil || prov != "local" || raw != "a/b:1" {
+		t.Fatalf("parse: %q %q %v", prov, raw, err)
+	}
+	if len(p.calls) != 0 {
+		t.Fatalf("provider called: %v", p.calls)
+	}
+}
+
+func TestStartDestroysCreatedSandboxOnFailure(t *testing.T) {
+	// Nothing listens: the health gate times out, the sandbox is destroyed.
+	p := &testProvider{url: "http://127.0.0.1:1"}
+	_, err := Start(t.Context(), p, StartOptions{Health: HealthOptions{Timeout: time.Millisecond}, Logger: slog.New(slog.DiscardHandler)})
+	if !errors.Is(err, ErrHealthTimeout) {
+		t.Fatalf("err = %v", err)
+	}
+	if strings.Join(p.calls, ",") != "create,destroy box/1" {
+		t.Fatalf("calls %v", p.calls)
+	}
+	// Reconnecting: Reconnect then EnsureServer; nothing destroyed.
+	p.calls = nil
+	_, err = Start(t.Context(), p, StartOptions{SandboxID: "test/box/2", Health: HealthOptions{Timeout: time.Millisecond}, Logger: slog.New(slog.DiscardHandler)})
+	if !errors.Is(err, ErrHealthTimeout) || strings.Join(p.calls, ",") != "reconnect box/2,ensure box/2" {
+		t.Fatalf("err = %v calls %v", err, p.calls)
+	}
+}
+
+func TestStartAndSandboxLifecycle(t *testing.T) {
+	srv := startTestServer(t)
+	p := &testProvider{srv: srv}
+	c, err := Start(t.Context(), p, StartOptions{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SandboxID() != "test/box/1" {
+		t.Fatalf("sandbox id %q", c.SandboxID())
+	}
+	s, err := c.CreateSession(t.Context(), CreateSessionRequest{Agent: "mock"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := s.Record()
+	if rec.SandboxID != "test/box/1" || !strings.Contains(string(rec.SessionInit), `"cwd":"/tmp"`) {
+		t.Fatalf("record %+v %s", rec, rec.SessionInit)
+	}
+	if err := c.PauseSandbox(t.Context()); err != nil { // no Pause → Destroy
+		t.Fatal(err)
+	}
+	if p.calls[len(p.calls)-1] != "destroy box/1" {
+		t.Fatalf("calls %v", p.calls)
+	}
+	if err := c.DestroySandbox(t.Context()); !errors.Is(err, errNotAttached) {
+		t.Fatalf("second destroy: %v", err)
+	}
+}
+
+// TestRecoveryAfterServerKilled: the server dies under a live client with a
+// prompt in flight. The prompt fails at once with a clear error; the client
+// re-enters the health gate, EnsureServer (after 3 failures) restarts the
+// server, and the session continues with its history replayed.
+func TestRecoveryAfterServerKilled(t *testing.T) {
+	srv := startTestServer(t)
+	p := &testProvider{srv: srv, ensured: make(chan struct{}, 1)}
+	ctx := t.Context()
+	c, err := Start(ctx, p, StartOptions{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	s, err := c.CreateSession(ctx, CreateSessionRequest{ID: "rec", Agent: "mock", Cwd: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Prompt(ctx, "before the crash"); err != nil {
+		t.Fatal(err)
+	}
+	chunk := make(chan struct{}, 1)
+	unsub := s.OnEvent(func(ev SessionEvent) {
+		if strings.Contains(string(ev.Payload), "agent_message_chunk") {
+			select {
+			case chunk <- struct{}{}:
+			default:
+			}
+		}
+	})
+	errc := make(chan error, 1)
+	go func() {
+		_, err := s.Prompt(ctx, "SLOW")
+		errc <- err
+	}()
+	<-chunk
+	unsub()
+	srv.kill()
+	err = <-errc
+	if !errors.Is(err, ErrConnectionLost) || !strings.Contains(err.Error(), "restored on its next use") {
+		t.Fatalf("in-flight prompt: %v", err)
+	}
+	<-p.ensured // EnsureServer was called by the gate after 3 failures
+	res, err := s.Prompt(ctx, "after the crash")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.StopReason != "end_turn" {
+		t.Fatalf("stop reason %q", res.StopReason)
+	}
+	evs := allEvents(t, c, "rec")
+	var last string
+	for _, e := range evs {
+		if method(e) == "session/prompt" {
+			last = string(e.Payload)
+		}
+	}
+	if !strings.Contains(last, "Previous session history") || !strings.Contains(last, "before the crash") {
+		t.Fatalf("history not replayed: %s", truncate(last, 300))
+	}
+}
+
+// fakeAgentServer answers session/new without a sessionId (like upstream's
+// echo mock) and publishes every response on SSE too.
+func fakeAgentServer(t *testing.T) *httptest.Server {
+	var mu sync.Mutex
+	var msgs [][]byte
+	notify := make(chan struct{}, 1)
+	h := http.NewServeMux()
+	h.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, `{"status":"ok"}`) })
+	h.HandleFunc("POST /v1/acp/{id}", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			ID     json.RawMessage `json:"id"`
+			Method string          `json:"method"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		if req.ID == nil {
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
+		resp := fmt.Appendf(nil, `{"jsonrpc":"2.0","id":%s,"result":{"echoed":%q}}`, req.ID, req.Method)
+		mu.Lock()
+		msgs = append(msgs, resp)
+		mu.Unlock()
+		select {
+		case notify <- struct{}{}:
+		default:
+		}
+		_, _ = w.Write(resp)
+	})
+	h.HandleFunc("GET /v1/acp/{id}", func(w http.ResponseWriter, r *http.Request) {
+		sw, err := sse.Start(w)
+		if err != nil {
+			return
+		}
+		sent := 0
+		for {
+			mu.Lock()
+			for ; sent < len(msgs); sent++ {
+				sw.Event("message", uint64(sent+1), msgs[sent])
+			}
+			mu.Unlock()
+			_ = sw.Flush()
+			select {
+			case <-notify:
+			case <-r.Context().Done():
+				return
+			}
+		}
+	})
+	h.HandleFunc("DELETE /v1/acp/{id}", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	ts := httptest.NewServer(h)
+	t.Cleanup(func() { ts.CloseClientConnections(); ts.Close() })
+	return ts
+}
+
+func TestSessionNewWithoutSessionIDIsAnError(t *testing.T) {
+	ts := fakeAgentServer(t)
+	c, err := Connect(t.Context(), Options{BaseURL: ts.URL, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	_, err = c.CreateSession(t.Context(), CreateSessionRequest{Agent: "mock", Cwd: "/"})
+	if !errors.Is(err, ErrNoAgentSessionID) {
+		t.Fatalf("err = %v", err)
+	}
+}
