@@ -11,6 +11,7 @@ package fsapi
 
 import (
 	"errors"
+	"io"
 	"io/fs"
 	"log/slog"
 	"mime"
@@ -220,19 +221,28 @@ func (h *Handler) readFile(w http.ResponseWriter, r *http.Request) {
 	http.ServeContent(w, r, "", fi.ModTime(), f)
 }
 
+// limitedBody applies the configurable upload limit to a streamed body,
+// refusing up front when the declared length already exceeds it.
+func (h *Handler) limitedBody(w http.ResponseWriter, r *http.Request) (io.Reader, bool) {
+	if h.maxFile <= 0 {
+		return r.Body, true
+	}
+	if r.ContentLength > h.maxFile {
+		httpjson.WriteText(w, http.StatusRequestEntityTooLarge, httpjson.BodyTooLargeMsg)
+		return nil, false
+	}
+	return http.MaxBytesReader(w, r.Body, h.maxFile), true
+}
+
 func (h *Handler) writeFile(w http.ResponseWriter, r *http.Request) {
 	p, err := h.requiredPath(r)
 	if err != nil {
 		httpjson.Error(w, err)
 		return
 	}
-	if h.maxFile > 0 && r.ContentLength > h.maxFile {
-		httpjson.WriteText(w, http.StatusRequestEntityTooLarge, httpjson.BodyTooLargeMsg)
+	body, ok := h.limitedBody(w, r)
+	if !ok {
 		return
-	}
-	body := r.Body
-	if h.maxFile > 0 {
-		body = http.MaxBytesReader(w, body, h.maxFile)
 	}
 	bp := h.bufs.Get().(*[]byte)
 	defer h.bufs.Put(bp)
@@ -358,13 +368,9 @@ func (h *Handler) uploadBatch(w http.ResponseWriter, r *http.Request) {
 		httpjson.Error(w, err)
 		return
 	}
-	if h.maxFile > 0 && r.ContentLength > h.maxFile {
-		httpjson.WriteText(w, http.StatusRequestEntityTooLarge, httpjson.BodyTooLargeMsg)
+	body, ok := h.limitedBody(w, r)
+	if !ok {
 		return
-	}
-	body := r.Body
-	if h.maxFile > 0 {
-		body = http.MaxBytesReader(w, body, h.maxFile)
 	}
 	if err := mkdirAll(dest); err != nil {
 		httpjson.Error(w, fsError(dest, err))

@@ -114,10 +114,10 @@ func Unmarshal(body []byte, v any) error {
 	}
 	if !json.Valid(body) {
 		err := json.Unmarshal(body, new(any))
-		return &TextError{http.StatusBadRequest, "Failed to parse the request body as JSON: " + describe(err)}
+		return &TextError{http.StatusBadRequest, "Failed to parse the request body as JSON: " + Describe(err)}
 	}
 	if err := json.Unmarshal(body, v); err != nil {
-		return Unprocessable(describe(err))
+		return Unprocessable(Describe(err))
 	}
 	return nil
 }
@@ -130,7 +130,9 @@ func Unprocessable(msg string) error {
 // MissingField is the 422 for a required JSON field that is absent.
 func MissingField(name string) error { return Unprocessable(fmt.Sprintf("missing field `%s`", name)) }
 
-func describe(err error) string {
+// Describe words a JSON decoding error with its position or the offending
+// type, for extractor error messages.
+func Describe(err error) string {
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
 		return fmt.Sprintf("%s at offset %d", se.Error(), se.Offset)

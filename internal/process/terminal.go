@@ -220,7 +220,7 @@ func (m *Manager) readTerminal(ctx context.Context, c *websocket.Conn, p *proc, 
 func (m *Manager) handleFrame(ctx context.Context, p *proc, data []byte) string {
 	var f terminalFrame
 	if err := json.Unmarshal(data, &f); err != nil {
-		return "invalid terminal frame: " + jsonErrorText(err)
+		return "invalid terminal frame: " + httpjson.Describe(err)
 	}
 	if f.Type == nil {
 		return "invalid terminal frame: missing field `type`"
@@ -259,21 +259,6 @@ func problemText(err error) string {
 	var p *problem.Problem
 	if errors.As(err, &p) {
 		return p.Detail
-	}
-	return err.Error()
-}
-
-func jsonErrorText(err error) string {
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		return fmt.Sprintf("%s at offset %d", se.Error(), se.Offset)
-	}
-	var ute *json.UnmarshalTypeError
-	if errors.As(err, &ute) {
-		if ute.Field != "" {
-			return fmt.Sprintf("%s: invalid type: %s, expected %s", ute.Field, ute.Value, ute.Type)
-		}
-		return fmt.Sprintf("invalid type: %s, expected %s", ute.Value, ute.Type)
 	}
 	return err.Error()
 }
