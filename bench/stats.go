@@ -89,6 +89,8 @@ func (r *results) add(server, key, name, unit string, dir direction, v float64) 
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	m := r.get(key, name, unit, dir)
+	// A metric first seen as n/a may carry a placeholder name and unit.
+	m.name, m.unit, m.dir = name, unit, dir
 	m.vals[server] = append(m.vals[server], v)
 }
 

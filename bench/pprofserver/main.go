@@ -9,7 +9,8 @@
 //
 // Environment (forwarded by the bench): SA_BENCH_CPUPROFILE and
 // SA_BENCH_MEMPROFILE write profiles to <path>.<pid> at shutdown;
-// SA_BENCH_PPROF_ADDR serves net/http/pprof there.
+// SA_BENCH_PPROF_ADDR serves net/http/pprof there; SA_BENCH_KILLGRACE sets
+// the agent kill grace of DELETE.
 package main
 
 import (
@@ -26,6 +27,7 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/sandbox-agent-go/sandbox-agent/internal/app"
 )
@@ -51,7 +53,17 @@ func run() error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	a, err := app.New(app.Config{Version: "bench-pprof", Logger: log})
+	cfg := app.Config{Version: "bench-pprof", Logger: log}
+	// SA_BENCH_KILLGRACE (a Go duration) overrides the SIGTERM→SIGKILL
+	// grace of DELETE, for experiments on its latency.
+	if v := os.Getenv("SA_BENCH_KILLGRACE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("SA_BENCH_KILLGRACE: %w", err)
+		}
+		cfg.ACP.KillGrace = d
+	}
+	a, err := app.New(cfg)
 	if err != nil {
 		return err
 	}
