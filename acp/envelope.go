@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"unicode/utf8"
 )
 
 // Kind classifies a JSON-RPC envelope.
@@ -52,118 +51,21 @@ var ErrNotObject = errors.New("request body must be a JSON-RPC object")
 // Parse classifies raw (which must be one JSON value). It returns a
 // *json.SyntaxError for malformed JSON and ErrNotObject for non-objects.
 // It is on the proxy's hot path (every agent stdout line), so it validates
-// with json.Valid and then scans only the top-level members, without
-// decoding params or results.
+// the whole value and picks out the top-level "id" and "method" in a single
+// pass, without decoding params or results. It accepts exactly what
+// encoding/json.Valid accepts (a fuzz test holds it to that).
 func Parse(raw []byte) (Envelope, error) {
-	if !json.Valid(raw) {
-		return Envelope{}, json.Unmarshal(raw, new(any))
+	env, ok, isObj := scanEnvelope(raw)
+	if !ok {
+		if err := json.Unmarshal(raw, new(any)); err != nil {
+			return Envelope{}, err
+		}
+		return Envelope{}, &json.SyntaxError{}
 	}
-	i := skipWS(raw, 0)
-	if raw[i] != '{' {
+	if !isObj {
 		return Envelope{}, ErrNotObject
 	}
-	var env Envelope
-	var hasID, hasMethod bool
-	i++
-	for {
-		i = skipWS(raw, i)
-		if raw[i] == '}' {
-			break
-		}
-		kEnd := skipString(raw, i)
-		key := raw[i:kEnd]
-		i = skipWS(raw, kEnd) + 1 // ':'
-		i = skipWS(raw, i)
-		vEnd := skipValue(raw, i)
-		val := raw[i:vEnd]
-		switch {
-		case isKey(key, "id"):
-			env.ID, hasID = val, true
-		case isKey(key, "method"):
-			hasMethod = true
-			if len(val) > 0 && val[0] == '"' {
-				if bytes.IndexByte(val, '\\') < 0 && utf8.Valid(val) {
-					env.Method = string(val[1 : len(val)-1])
-				} else {
-					_ = json.Unmarshal(val, &env.Method)
-				}
-			}
-		}
-		i = skipWS(raw, vEnd)
-		if raw[i] == ',' {
-			i++
-		}
-	}
-	switch {
-	case hasMethod && hasID:
-		env.Kind = Request
-	case hasMethod:
-		env.Kind = Notification
-	case hasID:
-		env.Kind = Response
-	default:
-		env.Kind = Other
-	}
 	return env, nil
-}
-
-// The scanners below run only on input json.Valid accepted.
-
-func skipWS(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// skipString returns the index after the string starting at b[i] == '"'.
-func skipString(b []byte, i int) int {
-	for i++; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1
-		}
-	}
-	return i
-}
-
-// skipValue returns the index after the value starting at b[i].
-func skipValue(b []byte, i int) int {
-	switch b[i] {
-	case '"':
-		return skipString(b, i)
-	case '{', '[':
-		depth := 0
-		for ; i < len(b); i++ {
-			switch b[i] {
-			case '"':
-				i = skipString(b, i) - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return i + 1
-				}
-			}
-		}
-		return i
-	}
-	for i < len(b) && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] != ' ' && b[i] != '\t' && b[i] != '\n' && b[i] != '\r' {
-		i++
-	}
-	return i
-}
-
-// isKey reports whether the quoted JSON key decodes to name.
-func isKey(quoted []byte, name string) bool {
-	if bytes.IndexByte(quoted, '\\') < 0 {
-		return string(quoted[1:len(quoted)-1]) == name // compared, not kept: no allocation
-	}
-	var s string
-	return json.Unmarshal(quoted, &s) == nil && s == name
 }
 
 // IDKey is the map key for an id: its compact JSON form, so numbers and

@@ -165,12 +165,48 @@ func (in *Instance) reap(stdoutDone, stderrDone <-chan struct{}) {
 	_ = in.stdin.Close()
 }
 
+// outMsg is one message read from the agent, ready to publish.
+type outMsg struct {
+	data    []byte
+	respKey string // set for responses: the id key of a possibly pending POST
+}
+
+// Stdout batching: lines already buffered are published together, copied
+// into shared slabs instead of one allocation each.
+const (
+	maxOutBatch  = 256
+	slabSize     = 64 << 10
+	maxSlabLine  = 16 << 10
+	readBufBytes = 64 << 10
+)
+
 func (in *Instance) readStdout(r io.Reader) {
-	br := bufio.NewReaderSize(r, 64<<10)
+	br := bufio.NewReaderSize(r, readBufBytes)
+	var scratch []byte
+	slab := make([]byte, 0, slabSize)
+	keep := func(t []byte) []byte {
+		if len(t) > maxSlabLine {
+			return bytes.Clone(t)
+		}
+		if cap(slab)-len(slab) < len(t) {
+			slab = make([]byte, 0, slabSize)
+		}
+		start := len(slab)
+		slab = append(slab, t...)
+		return slab[start:len(slab):len(slab)]
+	}
+	batch := make([]outMsg, 0, maxOutBatch)
 	for {
-		line, tooLong, err := readLine(br, in.opts.MaxLineBytes)
-		if len(line) > 0 || tooLong {
-			in.handleLine(line, tooLong)
+		line, tooLong, err := readLine(br, in.opts.MaxLineBytes, &scratch)
+		if m, ok := in.prepare(line, tooLong, keep); ok {
+			batch = append(batch, m)
+		}
+		if len(batch) > 0 && (err != nil || br.Buffered() == 0 || len(batch) == maxOutBatch) {
+			if in.flush(batch) != nil {
+				return
+			}
+			clear(batch)
+			batch = batch[:0]
 		}
 		if err != nil {
 			return
@@ -178,15 +214,20 @@ func (in *Instance) readStdout(r io.Reader) {
 	}
 }
 
-// readLine returns one line without its terminator. A line longer than max
-// is consumed to its end and reported with tooLong (and its first max bytes).
-func readLine(br *bufio.Reader, max int) (line []byte, tooLong bool, err error) {
+// readLine returns one line without its terminator. The line aliases the
+// reader's buffer (or *scratch) and is valid until the next call. A line
+// longer than max is consumed to its end and reported with tooLong (and its
+// first max bytes).
+func readLine(br *bufio.Reader, max int, scratch *[]byte) (line []byte, tooLong bool, err error) {
+	chunk, e := br.ReadSlice('\n')
+	if e != bufio.ErrBufferFull && len(chunk) <= max+1 {
+		return bytes.TrimSuffix(chunk, []byte{'\n'}), false, e
+	}
+	line = (*scratch)[:0]
 	for {
-		chunk, e := br.ReadSlice('\n')
 		if !tooLong {
 			if len(line)+len(chunk) > max+1 {
-				keep := max - len(line)
-				if keep > 0 {
+				if keep := max - len(line); keep > 0 {
 					line = append(line, chunk[:keep]...)
 				}
 				tooLong = true
@@ -194,66 +235,79 @@ func readLine(br *bufio.Reader, max int) (line []byte, tooLong bool, err error) 
 				line = append(line, chunk...)
 			}
 		}
-		if e == bufio.ErrBufferFull {
-			continue
+		if e != bufio.ErrBufferFull {
+			break
 		}
-		if !tooLong {
-			line = bytes.TrimSuffix(line, []byte{'\n'})
-		}
-		return line, tooLong, e
+		chunk, e = br.ReadSlice('\n')
 	}
+	*scratch = line
+	if !tooLong {
+		line = bytes.TrimSuffix(line, []byte{'\n'})
+	}
+	return line, tooLong, e
 }
 
-func (in *Instance) handleLine(line []byte, tooLong bool) {
+// prepare classifies one stdout line. keep copies it out of the read
+// buffer: the line is published as the agent wrote it, never re-encoded.
+func (in *Instance) prepare(line []byte, tooLong bool, keep func([]byte) []byte) (outMsg, bool) {
 	t := bytes.TrimSpace(line)
 	if len(t) == 0 && !tooLong {
-		return
+		return outMsg{}, false
 	}
 	if tooLong {
-		in.publishInvalid(fmt.Sprintf("line exceeds %d bytes", in.opts.MaxLineBytes), t)
-		return
+		return outMsg{data: in.invalid(fmt.Sprintf("line exceeds %d bytes", in.opts.MaxLineBytes), t)}, true
 	}
 	env, err := acp.Parse(t)
 	if err != nil {
-		in.publishInvalid(err.Error(), t)
-		return
+		return outMsg{data: in.invalid(err.Error(), t)}, true
 	}
-	// The line is published as read: never re-encoded. It must be copied
-	// because the reader's buffer is reused. Publishing comes first so a
-	// response is on the SSE stream no later than it reaches its POST.
-	data := bytes.Clone(t)
-	if _, err := in.stream.publish(data); err != nil {
-		return
-	}
+	m := outMsg{data: keep(t)}
 	if env.Kind == acp.Response {
-		key := acp.IDKey(env.ID)
+		m.respKey = acp.IDKey(env.ID)
+	}
+	return m, true
+}
+
+// flush publishes a batch, then hands responses to their waiting POSTs:
+// a response is on the SSE stream no later than it reaches its POST.
+func (in *Instance) flush(batch []outMsg) error {
+	if err := in.stream.publishBatch(batch); err != nil {
+		return err
+	}
+	for _, m := range batch {
+		if m.respKey == "" {
+			continue
+		}
 		in.pendMu.Lock()
-		ch, ok := in.pending[key]
+		ch, ok := in.pending[m.respKey]
 		if ok {
-			delete(in.pending, key)
+			delete(in.pending, m.respKey)
 		}
 		in.pendMu.Unlock()
 		if ok {
-			ch <- data
+			ch <- m.data
 		}
 	}
+	return nil
 }
 
 const maxInvalidRaw = 64 << 10
 
-func (in *Instance) publishInvalid(msg string, raw []byte) {
+// invalid wraps a stdout line that is not a JSON object.
+func (in *Instance) invalid(msg string, raw []byte) []byte {
 	if len(raw) > maxInvalidRaw {
 		raw = raw[:maxInvalidRaw]
 	}
 	in.log.Warn("agent wrote invalid stdout", "error", msg, "bytes", len(raw))
-	_, _ = in.stream.publish(acp.Notify(acp.MethodInvalidStdout, acp.InvalidStdoutParams{Error: msg, Raw: string(bytes.ToValidUTF8(raw, []byte("\uFFFD")))}))
+	return acp.Notify(acp.MethodInvalidStdout, acp.InvalidStdoutParams{Error: msg, Raw: string(bytes.ToValidUTF8(raw, []byte("\uFFFD")))})
 }
 
 func (in *Instance) readStderr(r io.Reader) {
 	br := bufio.NewReaderSize(r, 16<<10)
+	var scratch []byte
 	logged := 0
 	for {
-		line, tooLong, err := readLine(br, 4096)
+		line, tooLong, err := readLine(br, 4096, &scratch)
 		if len(line) > 0 {
 			in.stderr.Write(line)
 			in.stderr.Write([]byte{'\n'})

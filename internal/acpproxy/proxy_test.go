@@ -544,3 +544,13 @@ func TestAgentNotReadingStdinTimesOut(t *testing.T) {
 		t.Fatalf("%d %s", r.status, r.body)
 	}
 }
+
+func TestOverlongStdoutLineIsReportedNotDropped(t *testing.T) {
+	h := newHarness(t, Options{MaxLineBytes: 30})
+	h.rpc("long", "fake", `{"jsonrpc":"2.0","method":"n"}`) // the agent answers with a ~70-byte notification
+	c, _ := h.stream(t.Context(), "long", nil)
+	m := c.next(t)
+	if m.id != 1 || m.method != acp.MethodInvalidStdout || !strings.Contains(m.data, `"error":"line exceeds 30 bytes"`) {
+		t.Fatalf("%+v", m)
+	}
+}

@@ -61,6 +61,25 @@ var errStreamClosed = errors.New("stream closed")
 func (s *stream) publish(data []byte) (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.publishLocked(data)
+}
+
+// publishBatch appends every message under one lock acquisition, so a
+// burst read from the agent costs one lock and at most one reader wake-up.
+func (s *stream) publishBatch(batch []outMsg) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range batch {
+		if _, err := s.publishLocked(m.data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// publishLocked appends data; s.mu is held (and released while waiting
+// for a lagging reader).
+func (s *stream) publishLocked(data []byte) (uint64, error) {
 	var deadline time.Time
 	for s.count > 0 && (s.count == len(s.ring) || (s.maxBytes > 0 && s.bytes+len(data) > s.maxBytes)) {
 		if s.closed {
