@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -156,6 +157,8 @@ func BenchmarkInsertEvent(b *testing.B, store sandboxagent.SessionStore) {
 	b.Run("parallel100", func(b *testing.B) {
 		var mu sync.Mutex
 		next := 0
+		// 100 concurrent writers (whatever GOMAXPROCS), one session each.
+		b.SetParallelism(max(1, 100/runtime.GOMAXPROCS(0)))
 		b.ReportAllocs()
 		start := time.Now()
 		b.RunParallel(func(pb *testing.PB) {
@@ -163,10 +166,8 @@ func BenchmarkInsertEvent(b *testing.B, store sandboxagent.SessionStore) {
 			g := next
 			next++
 			mu.Unlock()
-			i := 0
+			sid := fmt.Sprintf("%s-p%d", prefix, g%100)
 			for pb.Next() {
-				sid := fmt.Sprintf("%s-p%d", prefix, (g*7+i)%100)
-				i++
 				if _, err := store.InsertEvent(ctx, sid, sandboxagent.SessionEvent{ConnectionID: "conn", Sender: sandboxagent.SessionEventSenderClient, Payload: payload}); err != nil {
 					b.Error(err)
 					return
