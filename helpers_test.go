@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/sandbox-agent-go/sandbox-agent/internal/agents"
 	"github.com/sandbox-agent-go/sandbox-agent/internal/app"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/testbin"
 )
 
 // The package's TestMain (store_test.go) cannot serve as the mock agent, so
@@ -32,10 +32,7 @@ func agentBinary(t *testing.T) string {
 		if binErr = os.MkdirAll(dir, 0o755); binErr != nil {
 			return
 		}
-		binPath = filepath.Join(dir, "sandbox-agent")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/sandbox-agent")
-		cmd.Stderr = os.Stderr
-		binErr = cmd.Run()
+		binPath, binErr = testbin.Build(dir)
 	})
 	if binErr != nil {
 		t.Fatalf("build sandbox-agent: %v", binErr)

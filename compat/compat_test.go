@@ -17,6 +17,7 @@ import (
 
 	"github.com/sandbox-agent-go/sandbox-agent/internal/agents"
 	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/fakellm"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/testbin"
 )
 
 func requireNode(t *testing.T) string {
@@ -48,11 +49,9 @@ func freePort(t *testing.T) int {
 func startServer(t *testing.T) (url, token string) {
 	t.Helper()
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "sandbox-agent")
-	build := exec.Command("go", "build", "-o", bin, "../cmd/sandbox-agent")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
+	bin, err := testbin.Build(dir)
+	if err != nil {
+		t.Fatal(err)
 	}
 	port := freePort(t)
 	token = "compat-token"

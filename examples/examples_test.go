@@ -10,22 +10,22 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/testbin"
 )
 
-func build(t *testing.T, dir, out, pkg string) string {
+func build(t *testing.T, dir, pkg string) string {
 	t.Helper()
-	bin := filepath.Join(dir, out)
-	cmd := exec.Command("go", "build", "-o", bin, pkg)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build %s: %v\n%s", pkg, err, b)
+	bin, err := testbin.Build(dir, pkg)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }
 
 func TestExamples(t *testing.T) {
 	dir := t.TempDir()
-	server := build(t, dir, "sandbox-agent", "../cmd/sandbox-agent")
+	server := build(t, dir, "./cmd/sandbox-agent")
 	db := filepath.Join(dir, "sessions.db")
 	tests := []struct {
 		name string
@@ -41,7 +41,7 @@ func TestExamples(t *testing.T) {
 	var outputs []string
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			bin := build(t, dir, tt.name, "./"+tt.name)
+			bin := build(t, dir, "./examples/"+tt.name)
 			cmd := exec.CommandContext(t.Context(), bin, tt.args...)
 			cmd.Env = append(os.Environ(), "SANDBOX_AGENT_BIN="+server, "HOME="+dir, "SANDBOX_AGENT_DATA_DIR="+filepath.Join(dir, "data"))
 			out, err := cmd.CombinedOutput()

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	sandboxagent "github.com/sandbox-agent-go/sandbox-agent"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/testbin"
 	"github.com/sandbox-agent-go/sandbox-agent/provider/local"
 )
 
@@ -25,10 +25,7 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	bin = filepath.Join(dir, "sandbox-agent")
-	build := exec.Command("go", "build", "-o", bin, "../../cmd/sandbox-agent")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
+	if bin, err = testbin.Build(dir); err != nil {
 		panic(err)
 	}
 	code := m.Run()
