@@ -47,6 +47,14 @@ type config struct {
 	ours        string
 	noWrite     bool
 	readers     string
+	heavy       bool
+	batchN      int
+	ptyN        int
+	bigSize     int64
+	bigN        int
+	agentStarts int
+	agentList   string
+	agentsCache string
 }
 
 func main() {
@@ -62,7 +70,15 @@ func main() {
 	flag.IntVar(&cfg.procN, "proc-n", 200, "process runs (and as many bare fork/execs)")
 	flag.IntVar(&cfg.fsN, "fs-n", 50, "file PUT+GET pairs")
 	flag.IntVar(&cfg.fileSize, "file-size", 1<<20, "file size for the fs benchmark (upstream caps bodies at 2 MiB)")
-	flag.StringVar(&cfg.only, "only", "", "comma list of benchmarks to run: size,start,pipe,health,rtt,ingest,sse,idle,proc,fs (default all)")
+	flag.StringVar(&cfg.only, "only", "", "comma list of benchmarks to run: size,start,pipe,health,rtt,ingest,sse,idle,proc,fs,batch,pty,bigfile,agents (default all but the heavy bigfile,agents)")
+	flag.BoolVar(&cfg.heavy, "heavy", false, "also run the heavy benchmarks (bigfile: 1 GiB PUT/GET; agents: real agents' first streamed chunk) in a full run")
+	flag.IntVar(&cfg.batchN, "batch-n", 10000, "small files in the large upload-batch tar (2,000 always runs: the most that fits upstream's 2 MiB cap)")
+	flag.IntVar(&cfg.ptyN, "pty-n", 500, "PTY echo round trips")
+	flag.Int64Var(&cfg.bigSize, "big-size", 1<<30, "file size for the bigfile benchmark (ours only)")
+	flag.IntVar(&cfg.bigN, "big-n", 3, "bigfile PUT/GET (and cp/cat) samples")
+	flag.IntVar(&cfg.agentStarts, "agent-starts", 3, "first-turn samples per real agent and server (alternating)")
+	flag.StringVar(&cfg.agentList, "agents", "claude,codex,opencode,pi", "real agents for the agents benchmark")
+	flag.StringVar(&cfg.agentsCache, "agents-cache", ".cache/agents", "agents cache filled by scripts/install-test-agents.sh, relative to the module root")
 	flag.StringVar(&cfg.out, "out", "BENCHMARKS.md", "markdown file to update (between the bench markers), relative to the module root")
 	flag.BoolVar(&cfg.noWrite, "no-write", false, "print the table only; do not update the markdown file")
 	flag.StringVar(&cfg.cache, "cache", "bench/.cache", "cache directory (upstream install, builds), relative to the module root")
@@ -96,6 +112,14 @@ func (c *config) want(name string) bool {
 		}
 	}
 	return false
+}
+
+// wantHeavy: heavy benchmarks run when named in -only, or with -heavy.
+func (c *config) wantHeavy(name string) bool {
+	if c.only == "" {
+		return c.heavy
+	}
+	return c.want(name)
 }
 
 func logf(format string, args ...any) {
@@ -217,6 +241,8 @@ func run(ctx context.Context, cfg *config) error {
 	steps = append(steps, []step{
 		{"proc", (*bench).procRun, []string{"proc.run.p50", "proc.run.p99", "proc.overhead"}},
 		{"fs", (*bench).fsIO, []string{"fs.put", "fs.get"}},
+		{"batch", (*bench).uploadBatch, []string{"batch.2000", fmt.Sprintf("batch.%d", cfg.batchN)}},
+		{"pty", (*bench).ptyEcho, []string{"pty.echo.p50", "pty.echo.p99"}},
 	}...)
 	anyStep := false
 	for _, s := range steps {
@@ -271,6 +297,18 @@ func run(ctx context.Context, cfg *config) error {
 			if left := in.stop(); left > 0 {
 				res.note("%s: %d processes outlived the server at shutdown (round %d)", t.name, left, r+1)
 			}
+		}
+	}
+	if cfg.wantHeavy("bigfile") {
+		logf("bigfile: %d MiB PUT/GET on ours, beside cp and cat", cfg.bigSize>>20)
+		if err := bigFile(ctx, cfg, res, ours, tmp, arts.agent); err != nil {
+			res.note("bigfile: %v", err)
+		}
+	}
+	if cfg.wantHeavy("agents") {
+		logf("agents: %s, %d first turns per server", cfg.agentList, cfg.agentStarts)
+		if err := realAgents(ctx, cfg, res, targets, tmp, arts.agent); err != nil {
+			res.note("agents: %v", err)
 		}
 	}
 	if n := len(markedPIDs(runPrefix, true)); n > 0 {

@@ -26,6 +26,9 @@ var rowOrder = []string{
 	"idle.delete.p50", "idle.delete.p99", "idle.delete.max", "idle.alive", "idle.alive3s",
 	"proc.run.p50", "proc.run.p99", "proc.bare.p50", "proc.overhead",
 	"fs.put", "fs.get",
+	"big.put", "big.cp", "big.get", "big.cat", "big.hwm",
+	"batch.2000", "batch.2000.tar", "batch.2000.vs.tar", "batch.10000", "batch.10000.tar", "batch.10000.vs.tar",
+	"pty.echo.p50", "pty.echo.p99",
 }
 
 type rendered struct {
@@ -179,12 +182,63 @@ func goals(r *results) []goalRow {
 			rows = append(rows, goalRow{"DELETE /v1/acp/{id} with a live agent (ours)", "< 100 ms, no agent left", "not measured", "n/a"})
 		}
 	}
+	rows = append(rows, issue5Goals(r)...)
+	return rows
+}
+
+// issue5Goals: within 1.5× of the machine's own limits and never slower
+// than upstream (issue 5, "Done means").
+func issue5Goals(r *results) []goalRow {
+	var rows []goalRow
+	med := func(key, srv string) (float64, bool) {
+		m, ok := r.metrics[key]
+		if !ok {
+			return 0, false
+		}
+		s := m.summary(srv)
+		return s.med, s.ok
+	}
+	vsLimit := func(goal, key, limit string) {
+		v, ok1 := med(key, "ours")
+		l, ok2 := med(limit, "ours")
+		if !ok1 || !ok2 || l == 0 {
+			return
+		}
+		rows = append(rows, goalRow{goal, "≥ 0.67× of the limit", fmt.Sprintf("%.2f× (%s vs %s)", v/l, format(v, "MiB/s"), format(l, "MiB/s")), status(v/l >= 1/1.5)})
+	}
+	vsLimit("#5 1 GiB PUT /v1/fs/file vs `cp` (ours)", "big.put", "big.cp")
+	vsLimit("#5 1 GiB GET /v1/fs/file vs `cat` to /dev/null (ours)", "big.get", "big.cat")
+	if v, ok := med("batch.10000.vs.tar", "ours"); ok {
+		rows = append(rows, goalRow{"#5 upload-batch of 10,000 files vs `tar -xf` (ours)", "≤ 1.5×", fmt.Sprintf("%.2f×", v), status(v <= 1.5)})
+	}
+	notSlower := func(goal, key string) {
+		m, ok := r.metrics[key]
+		if !ok {
+			return
+		}
+		v, ok := m.ratio()
+		if !ok {
+			return
+		}
+		met := v <= 1
+		if m.dir == higherBetter {
+			met = v >= 1
+		}
+		rows = append(rows, goalRow{goal, "not slower than upstream", fmt.Sprintf("%.2f× (ours %s, upstream %s)", v, format(m.summary("ours").med, m.unit), format(m.summary("upstream").med, m.unit)), status(met)})
+	}
+	notSlower("#5 POST /v1/processes/run `true` p50", "proc.run.p50")
+	notSlower("#5 upload-batch, 2,000 files (fits upstream's cap)", "batch.2000")
+	notSlower("#5 PTY echo round trip p50", "pty.echo.p50")
+	notSlower("#5 PTY echo round trip p99", "pty.echo.p99")
+	for _, a := range []string{"claude", "codex", "opencode", "pi"} {
+		notSlower("#4 "+a+": first POST /v1/acp → first streamed chunk", "agent."+a)
+	}
 	return rows
 }
 
 func goalsTable(rows []goalRow) string {
 	var b strings.Builder
-	b.WriteString("| goal (issue 6) | target | measured (medians) | status |\n|---|---|---|---|\n")
+	b.WriteString("| goal (issue 6 unless marked) | target | measured (medians) | status |\n|---|---|---|---|\n")
 	for _, g := range rows {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", g.goal, g.target, g.measured, g.status)
 	}
@@ -207,8 +261,17 @@ func report(cfg *config, a *artifacts, r *results, elapsed time.Duration, load0,
 	fmt.Fprintf(&md, "- load average (1, 5, 15 min) at start: %s; at end: %s (other work on the machine shares the cores; the server-CPU rows do not depend on it)\n", load0, load1)
 	fmt.Fprintf(&md, "- ours: `%s` (git %s), built `CGO_ENABLED=0 go build -ldflags='-s -w'`\n", "./cmd/sandbox-agent", orDash(a.oursRev))
 	fmt.Fprintf(&md, "- upstream: `%s` from npm `%s@%s`\n", a.upVersion, upstreamPkg, upstreamVersion)
-	fmt.Fprintf(&md, "- command: `go run ./bench -rounds %d -starts %d` (%d notifications per flood, %d idle servers); whole run %s\n\n",
-		cfg.rounds, cfg.starts, cfg.floodN, cfg.idleServers, elapsed.Round(time.Second))
+	heavy := ""
+	if cfg.heavy {
+		heavy = fmt.Sprintf(" -heavy` (1 GiB files ×%d; agents %s, %d first turns each per server", cfg.bigN, cfg.agentList, cfg.agentStarts)
+	} else {
+		heavy = "` ("
+	}
+	if cfg.heavy {
+		heavy += ";"
+	}
+	fmt.Fprintf(&md, "- command: `go run ./bench -rounds %d -starts %d%s %d notifications per flood, %d idle servers); whole run %s\n\n",
+		cfg.rounds, cfg.starts, heavy, cfg.floodN, cfg.idleServers, elapsed.Round(time.Second))
 	md.WriteString("Values are medians over rounds (start and idle RSS: over samples) with the min–max spread in brackets; latency rows are the median of each round's percentile. ours / upstream < 1 is better for times and sizes, > 1 for rates.\n\n")
 	md.WriteString("### Goals\n\n" + gl + "\n")
 	md.WriteString("### Results\n\n" + res + "\n")

@@ -77,6 +77,12 @@ func nextSeq() int {
 // startServer launches t in a fresh HOME and returns once /v1/health
 // answers 200 {"status":"ok"}; the duration is exec to first healthy.
 func startServer(ctx context.Context, t *target, tmp, agentBin string) (*instance, time.Duration, error) {
+	return startServerWith(ctx, t, tmp, agentBin, nil)
+}
+
+// startServerWith is startServer with a hook that prepares the fresh HOME
+// first and returns extra environment for the server (and so its agents).
+func startServerWith(ctx context.Context, t *target, tmp, agentBin string, prep func(home string) ([]string, error)) (*instance, time.Duration, error) {
 	seq := nextSeq()
 	home := filepath.Join(tmp, fmt.Sprintf("%s-%03d", t.name, seq))
 	launcher := filepath.Join(home, ".local", "share", "sandbox-agent", "bin", "agent_processes", "mock-acp")
@@ -85,6 +91,14 @@ func startServer(ctx context.Context, t *target, tmp, agentBin string) (*instanc
 	}
 	if err := os.WriteFile(launcher, launcherScript(agentBin), 0o755); err != nil {
 		return nil, 0, err
+	}
+	var extraEnv []string
+	if prep != nil {
+		e, perr := prep(home)
+		if perr != nil {
+			return nil, 0, perr
+		}
+		extraEnv = e
 	}
 	port, err := freePort()
 	if err != nil {
@@ -113,6 +127,7 @@ func startServer(ctx context.Context, t *target, tmp, agentBin string) (*instanc
 		"SANDBOX_AGENT_LOG_STDOUT=1",
 		markerVar + "=" + in.marker,
 	}
+	cmd.Env = append(cmd.Env, extraEnv...)
 	// Profiling switches for bench/pprofserver pass through.
 	for _, kv := range os.Environ() {
 		if strings.HasPrefix(kv, "SA_BENCH_") && !strings.HasPrefix(kv, markerVar+"=") {

@@ -149,7 +149,7 @@ func format(v float64, unit string) string {
 		return "n/a"
 	}
 	switch unit {
-	case "msg/s", "req/s":
+	case "msg/s", "req/s", "files/s":
 		switch {
 		case v >= 1e6:
 			return fmt.Sprintf("%.2fM", v/1e6)
