@@ -100,3 +100,21 @@ func FuzzParseMatchesDecoder(f *testing.F) {
 		}
 	})
 }
+
+// TestParseValidityMatchesEncodingJSON pins edge cases of the hand-written
+// validator (the fuzz target explores the rest).
+func TestParseValidityMatchesEncodingJSON(t *testing.T) {
+	cases := []string{
+		`{}`, `[]`, `{"a":1}`, `{"a":1,}`, `{"a" 1}`, `[1,2,]`, `"x"`, `"\u00e9\n"`, `"\x"`,
+		`"\u12"`, "\"a\tb\"", `-0`, `-`, `01`, `1.`, `1.5e+10`, `1e`, `true`, `tru`, `null`, ` { "a" : [ true , false , null ] } `,
+		`{"a":{"b":[{"c":"}"}]}}`, `{"a":"b"} x`, ``, `  `, `{"a":-1.25E-3}`, `[[[[[]]]]]`, `{"\"":"\\"}`, `{1:2}`,
+		`{"id":1,"method":"m"}garbage`, `{"id":1 "method":"m"}`, "{\"id\":1}\n",
+	}
+	for _, c := range cases {
+		_, err := Parse([]byte(c))
+		valid := err == nil || errors.Is(err, ErrNotObject)
+		if want := json.Valid([]byte(c)); valid != want {
+			t.Errorf("%q: Parse valid=%v (%v), json.Valid %v", c, valid, err, want)
+		}
+	}
+}
