@@ -68,10 +68,18 @@ func (r *Registry) handlePost(w http.ResponseWriter, req *http.Request) {
 		httpjson.Error(w, err)
 		return
 	}
-	var line bytes.Buffer
-	if err := json.Compact(&line, body); err != nil {
-		problem.Write(w, problem.Invalid("invalid JSON body: "+err.Error()))
+	// One pass validates and classifies; the body is rewritten only when it
+	// spans lines (stdin framing is one message per line).
+	env, perr := acp.Parse(body)
+	if perr != nil && !errors.Is(perr, acp.ErrNotObject) {
+		problem.Write(w, problem.Invalid("invalid JSON body: "+perr.Error()))
 		return
+	}
+	line := bytes.TrimSpace(body)
+	if bytes.ContainsAny(line, "\r\n") {
+		var b bytes.Buffer
+		_ = json.Compact(&b, line) // valid: Parse accepted it
+		line = b.Bytes()
 	}
 	agent := ""
 	if v, ok := req.URL.Query()["agent"]; ok {
@@ -86,8 +94,7 @@ func (r *Registry) handlePost(w http.ResponseWriter, req *http.Request) {
 		problem.WriteError(w, err)
 		return
 	}
-	env, err := acp.Parse(line.Bytes())
-	if err != nil {
+	if perr != nil {
 		problem.Write(w, problem.Invalid(acp.ErrNotObject.Error()))
 		return
 	}
@@ -96,14 +103,14 @@ func (r *Registry) handlePost(w http.ResponseWriter, req *http.Request) {
 		// hang the caller.
 		ctx, cancel := context.WithTimeout(req.Context(), r.opts.RequestTimeout)
 		defer cancel()
-		if err := inst.write(ctx, line.Bytes()); err != nil {
+		if err := inst.write(ctx, line); err != nil {
 			problem.WriteError(w, inst.writeError(err))
 			return
 		}
 		w.WriteHeader(http.StatusAccepted)
 		return
 	}
-	resp, err := inst.call(req.Context(), env.ID, line.Bytes())
+	resp, err := inst.call(req.Context(), env.ID, line)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
 			return // the client went away; nobody to answer

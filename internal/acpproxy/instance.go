@@ -361,6 +361,11 @@ func (in *Instance) write(ctx context.Context, line []byte) error {
 	case err := <-w.done:
 		return err
 	case <-in.exitedCh:
+		select {
+		case err := <-w.done: // written just before the exit
+			return err
+		default:
+		}
 		return errAgentExited
 	case <-ctx.Done():
 		return errWriteTimeout
@@ -410,8 +415,15 @@ func (in *Instance) call(ctx context.Context, id []byte, line []byte) ([]byte, e
 	}
 	ctx, cancel := context.WithTimeout(ctx, in.opts.RequestTimeout)
 	defer cancel()
+	if in.exited() {
+		drop()
+		return nil, in.writeError(errAgentExited) // gone before we wrote: 502, as upstream
+	}
 	if err := in.write(ctx, line); err != nil {
 		drop()
+		if errors.Is(err, errAgentExited) {
+			return nil, in.exitProblem() // it died while taking the request
+		}
 		return nil, in.writeError(err)
 	}
 	select {
