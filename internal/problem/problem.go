@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 )
 
@@ -82,11 +84,11 @@ func (p *Problem) MarshalJSON() ([]byte, error) {
 		b = append(b, `,"details":`...)
 		b = appendJSON(b, p.Details)
 	}
-	for k, v := range p.Extra {
+	for _, k := range slices.Sorted(maps.Keys(p.Extra)) {
 		b = append(b, ',')
 		b = appendJSON(b, k)
 		b = append(b, ':')
-		b = appendJSON(b, v)
+		b = appendJSON(b, p.Extra[k])
 	}
 	return append(b, '}'), nil
 }
