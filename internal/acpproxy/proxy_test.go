@@ -554,3 +554,49 @@ func TestOverlongStdoutLineIsReportedNotDropped(t *testing.T) {
 		t.Fatalf("%+v", m)
 	}
 }
+
+// TestStalledReaderIsCutOffAndResumesWithGap drives the whole path over
+// HTTP: a reader that stops reading cannot hold the agent back for longer
+// than the slow-reader timeout; its stream ends, and when it resumes with
+// Last-Event-ID beyond the replay buffer it is told about the gap first.
+func TestStalledReaderIsCutOffAndResumesWithGap(t *testing.T) {
+	const n = 150_000 // ~12 MB of SSE, far more than loopback socket buffers hold
+	h := newHarness(t, Options{ReplayBuffer: 64, SlowReaderTimeout: 50 * time.Millisecond})
+	h.rpc("cut", "fake", `{"jsonrpc":"2.0","method":"n"}`)
+	stalled, _ := h.stream(t.Context(), "cut", nil)
+	if m := stalled.next(t); m.id != 1 {
+		t.Fatalf("%+v", m)
+	}
+	// The stalled reader reads nothing while the agent floods.
+	if r := h.rpc("cut", "", fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"flood","params":{"n":%d}}`, n)); r.status != 200 {
+		t.Fatalf("flood: %+v", r)
+	}
+	last := uint64(1)
+	for {
+		ev, err := stalled.r.Next()
+		if err != nil {
+			break // cut off: the stream ended
+		}
+		id, _ := strconv.ParseUint(ev.ID, 10, 64)
+		if id != last+1 {
+			t.Fatalf("ids must stay contiguous before the cut: %d after %d", id, last)
+		}
+		last = id
+	}
+	total := uint64(n + 2) // notified + flood + response
+	if last >= total {
+		t.Fatalf("reader was never cut off (read up to %d of %d)", last, total)
+	}
+	resumed, _ := h.stream(t.Context(), "cut", map[string]string{"Last-Event-ID": strconv.FormatUint(last, 10)})
+	m := resumed.next(t)
+	if m.method != acp.MethodGap || !strings.Contains(m.data, fmt.Sprintf(`"afterEventId":%d`, last)) {
+		t.Fatalf("resume must start with a gap notice: %+v", m)
+	}
+	var gap acp.GapParams
+	var env struct{ Params acp.GapParams }
+	_ = json.Unmarshal([]byte(m.data), &env)
+	gap = env.Params
+	if m := resumed.next(t); m.id != gap.NextEventID || gap.NextEventID != total-63 {
+		t.Fatalf("after the gap: %+v (gap %+v)", m, gap)
+	}
+}
