@@ -177,13 +177,13 @@ const (
 	maxOutBatch  = 256
 	slabSize     = 64 << 10
 	maxSlabLine  = 16 << 10
-	readBufBytes = 64 << 10
+	readBufBytes = 32 << 10
 )
 
 func (in *Instance) readStdout(r io.Reader) {
 	br := bufio.NewReaderSize(r, readBufBytes)
 	var scratch []byte
-	slab := make([]byte, 0, slabSize)
+	var slab []byte // allocated on the first line: idle servers stay small
 	keep := func(t []byte) []byte {
 		if len(t) > maxSlabLine {
 			return bytes.Clone(t)
@@ -303,7 +303,7 @@ func (in *Instance) invalid(msg string, raw []byte) []byte {
 }
 
 func (in *Instance) readStderr(r io.Reader) {
-	br := bufio.NewReaderSize(r, 16<<10)
+	br := bufio.NewReaderSize(r, 4<<10)
 	var scratch []byte
 	logged := 0
 	for {

@@ -22,7 +22,8 @@ type entry struct {
 // explicit gap notification, never a silent hole.
 type stream struct {
 	mu         sync.Mutex
-	ring       []entry
+	ring       []entry // grows by doubling up to size
+	size       int     // replay capacity in messages
 	count      int
 	last       uint64
 	bytes      int
@@ -44,7 +45,8 @@ type reader struct {
 
 func newStream(size, maxBytes int, slowReader time.Duration) *stream {
 	return &stream{
-		ring:       make([]entry, size),
+		ring:       make([]entry, min(size, initialRing)),
+		size:       size,
 		maxBytes:   maxBytes,
 		slowReader: slowReader,
 		subs:       map[*reader]struct{}{},
@@ -81,6 +83,9 @@ func (s *stream) publishBatch(batch []outMsg) error {
 // for a lagging reader).
 func (s *stream) publishLocked(data []byte) (uint64, error) {
 	var deadline time.Time
+	if s.count == len(s.ring) && len(s.ring) < s.size {
+		s.growLocked()
+	}
 	for s.count > 0 && (s.count == len(s.ring) || (s.maxBytes > 0 && s.bytes+len(data) > s.maxBytes)) {
 		if s.closed {
 			return 0, errStreamClosed
@@ -124,6 +129,20 @@ func (s *stream) publishLocked(data []byte) (uint64, error) {
 		s.dataCh = nil
 	}
 	return s.last, nil
+}
+
+// initialRing is the ring's starting size: an idle server keeps a small
+// ring and only busy ones grow to the full replay capacity.
+const initialRing = 64
+
+// growLocked doubles the ring (up to size), moving entries to the slots
+// their sequence numbers map to in the larger ring.
+func (s *stream) growLocked() {
+	next := make([]entry, min(2*len(s.ring), s.size))
+	for seq := s.oldestLocked(); seq <= s.last && s.count > 0; seq++ {
+		next[seq%uint64(len(next))] = s.ring[seq%uint64(len(s.ring))]
+	}
+	s.ring = next
 }
 
 func (s *stream) neededLocked(seq uint64) bool {

@@ -80,3 +80,33 @@ func BenchmarkStreamPublishNext(b *testing.B) {
 		}
 	}
 }
+
+func TestStreamRingGrowsToReplayCapacity(t *testing.T) {
+	s := newStream(1024, 0, time.Hour)
+	if len(s.ring) != initialRing {
+		t.Fatalf("an idle stream starts small: %d", len(s.ring))
+	}
+	for i := range 1500 {
+		if _, err := s.publish([]byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(s.ring) != 1024 {
+		t.Fatalf("ring %d, want the full replay capacity", len(s.ring))
+	}
+	// A new reader replays exactly the newest 1024, in order.
+	r, gap := s.subscribe(0, false)
+	if gap != nil {
+		t.Fatal("no gap without Last-Event-ID")
+	}
+	got, _ := s.next(r, nil, 2000, 1<<20)
+	if len(got) != 1024 || got[0].seq != 477 || got[1023].seq != 1500 {
+		t.Fatalf("replayed %d from %d", len(got), got[0].seq)
+	}
+	for i, e := range got {
+		if e.seq != uint64(477+i) || e.data[0] != byte(476+i) {
+			t.Fatalf("entry %d: seq %d data %d", i, e.seq, e.data[0])
+		}
+	}
+	s.close()
+}
