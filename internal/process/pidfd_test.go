@@ -1,0 +1,39 @@
+package process
+
+import (
+	"os"
+	"syscall"
+	"testing"
+)
+
+// waitPidfd must report the exit without reaping, so the group can still
+// be signalled safely and reap collects the status afterwards.
+func TestWaitPidfdDoesNotReap(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := syscall.ForkExec("/bin/sh", []string{"sh", "-c", "read x; exit 7"}, &syscall.ProcAttr{
+		Files: []uintptr{r.Fd(), 0, 2},
+		Sys:   &syscall.SysProcAttr{Setpgid: true},
+	})
+	r.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- waitPidfd(pid) }()
+	select {
+	case err := <-done:
+		t.Fatalf("returned before the child exited: %v", err)
+	default:
+	}
+	w.Close() // EOF on the child's stdin: it exits 7
+	if err := <-done; err != nil {
+		t.Fatalf("waitPidfd: %v", err)
+	}
+	code, err := reap(pid)
+	if err != nil || code == nil || *code != 7 {
+		t.Fatalf("reap after waitPidfd: %v %v", code, err)
+	}
+}
