@@ -37,3 +37,23 @@ func TestWaitPidfdDoesNotReap(t *testing.T) {
 		t.Fatalf("reap after waitPidfd: %v %v", code, err)
 	}
 }
+
+func TestLookPathCacheNeverReturnsARemovedBinary(t *testing.T) {
+	dir := t.TempDir()
+	tool := dir + "/tool"
+	if err := os.WriteFile(tool, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"PATH=" + dir}
+	for range 2 { // miss, then hit
+		if p, err := lookPathCached("tool", env, ""); err != nil || p != tool {
+			t.Fatalf("%q %v", p, err)
+		}
+	}
+	if err := os.Remove(tool); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := lookPathCached("tool", env, ""); err == nil {
+		t.Fatalf("a removed binary must not be served from the cache: %q", p)
+	}
+}

@@ -8,7 +8,9 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 	"unicode"
 	"unicode/utf8"
 	"unsafe"
@@ -66,7 +68,7 @@ func spawn(spec spawnSpec) (*spawned, error) {
 		}
 		dir = *spec.cwd
 	}
-	path, err := lookPath(spec.command, env, dir)
+	path, err := lookPathCached(spec.command, env, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -76,6 +78,31 @@ func spawn(spec spawnSpec) (*spawned, error) {
 	}
 	return spawnPipes(path, argv, env, dir, spec.stdin)
 }
+
+// devNull is one read-only /dev/null shared by every child without a stdin
+// pipe: opening it per spawn cost as much as a pipe. ForkExec dup2s it into
+// the child, so sharing the descriptor is safe.
+var devNull = sync.OnceValues(func() (*os.File, error) { return os.Open(os.DevNull) })
+
+// lookPathCache remembers recent PATH resolutions for lookPathTTL. A hit is
+// re-checked with one stat of the resolved file, so a removed or replaced
+// binary is noticed at once; only a new binary earlier in PATH takes up to
+// the TTL to win. Resolving walks PATH with a stat per entry, which was a
+// seventh of the CPU of a /v1/processes/run.
+var lookPathCache struct {
+	sync.Mutex
+	m map[string]lookPathHit // PATH + "\x00" + dir + "\x00" + command
+}
+
+type lookPathHit struct {
+	path string
+	at   time.Time
+}
+
+const (
+	lookPathTTL     = time.Second
+	lookPathEntries = 256 // the map is reset when it grows past this
+)
 
 func spawnPipes(path string, argv, env []string, dir string, withStdin bool) (_ *spawned, err error) {
 	var childEnds, parentEnds []*os.File
@@ -99,12 +126,11 @@ func spawnPipes(path string, argv, env []string, dir string, withStdin bool) (_ 
 		childEnds, parentEnds = append(childEnds, r), append(parentEnds, w)
 		stdinChild, sp.stdin = r, w
 	} else {
-		f, err := os.Open(os.DevNull)
+		f, err := devNull()
 		if err != nil {
 			return nil, err
 		}
-		childEnds = append(childEnds, f)
-		stdinChild = f
+		stdinChild = f // shared and kept open: not a child end to close
 	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
@@ -223,6 +249,46 @@ func mergeEnv(base []string, extra map[string]string, tty bool) []string {
 		set(k, v)
 	}
 	return out
+}
+
+func lookPathCached(command string, env []string, dir string) (string, error) {
+	if strings.Contains(command, "/") {
+		return command, nil
+	}
+	pathVar := ""
+	for i := len(env) - 1; i >= 0; i-- {
+		if v, ok := strings.CutPrefix(env[i], "PATH="); ok {
+			pathVar = v
+			break
+		}
+	}
+	key := pathVar + "\x00" + dir + "\x00" + command
+	c := &lookPathCache
+	c.Lock()
+	hit, ok := c.m[key]
+	c.Unlock()
+	if ok && time.Since(hit.at) < lookPathTTL {
+		check := hit.path
+		if !strings.HasPrefix(check, "/") && dir != "" {
+			check = dir + "/" + check
+		}
+		if fi, err := os.Stat(check); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return hit.path, nil
+		}
+	}
+	path, err := lookPath(command, env, dir)
+	c.Lock()
+	if len(c.m) >= lookPathEntries {
+		c.m = nil
+	}
+	if err == nil {
+		if c.m == nil {
+			c.m = make(map[string]lookPathHit)
+		}
+		c.m[key] = lookPathHit{path: path, at: time.Now()}
+	}
+	c.Unlock()
+	return path, err
 }
 
 // lookPath resolves command like execvp does with the child's PATH: a name
