@@ -87,6 +87,12 @@ type Client struct {
 
 	gate *healthGate
 
+	// recMu serialises every read-modify-write of a session record, so a
+	// method's reply and a notification (set_config_option and
+	// config_option_update, say) never overwrite each other's change. It is
+	// never held across network calls: the dispatch goroutine takes it.
+	recMu sync.Mutex
+
 	mu       sync.Mutex
 	live     map[string]*liveConn // by agent
 	sessions map[string]*Session  // handles by local id

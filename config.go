@@ -144,19 +144,35 @@ func (s *Session) Modes(ctx context.Context) (*SessionModes, error) {
 
 // update re-reads the record, applies fn and stores it.
 func (s *Session) update(ctx context.Context, fn func(*SessionRecord)) error {
-	rec, ok, err := s.c.store.GetSession(ctx, s.id)
+	rec, err := s.c.modifyRecord(ctx, s.id, s.Record, fn)
 	if err != nil {
-		return err
-	}
-	if !ok {
-		rec = s.Record()
-	}
-	fn(&rec)
-	if err := s.c.store.UpdateSession(ctx, rec); err != nil {
 		return err
 	}
 	s.setRec(rec)
 	return nil
+}
+
+// modifyRecord re-reads id's record (fallback when the store has none; nil
+// → ErrSessionNotFound), applies fn and stores the result, under recMu.
+// fn must not do I/O.
+func (c *Client) modifyRecord(ctx context.Context, id string, fallback func() SessionRecord, fn func(*SessionRecord)) (SessionRecord, error) {
+	c.recMu.Lock()
+	defer c.recMu.Unlock()
+	rec, ok, err := c.store.GetSession(ctx, id)
+	if err != nil {
+		return SessionRecord{}, err
+	}
+	if !ok {
+		if fallback == nil {
+			return SessionRecord{}, fmt.Errorf("%w: %q", ErrSessionNotFound, id)
+		}
+		rec = fallback()
+	}
+	fn(&rec)
+	if err := c.store.UpdateSession(ctx, rec); err != nil {
+		return SessionRecord{}, err
+	}
+	return rec, nil
 }
 
 // SetMode sets the session mode (session/set_mode), falling back to the
@@ -329,24 +345,22 @@ func (c *Client) applySessionUpdate(ctx context.Context, local string, raw json.
 	if u.SessionUpdate != "config_option_update" && u.SessionUpdate != "current_mode_update" {
 		return
 	}
-	rec, ok, err := c.store.GetSession(ctx, local)
-	if err != nil || !ok {
-		return
-	}
-	switch u.SessionUpdate {
-	case "config_option_update":
-		if len(u.ConfigOptions) > 0 && u.ConfigOptions[0] == '[' {
-			rec.ConfigOptions = u.ConfigOptions
+	rec, err := c.modifyRecord(ctx, local, nil, func(rec *SessionRecord) {
+		switch u.SessionUpdate {
+		case "config_option_update":
+			if len(u.ConfigOptions) > 0 && u.ConfigOptions[0] == '[' {
+				rec.ConfigOptions = u.ConfigOptions
+			}
+		case "current_mode_update":
+			m := decodeModes(rec.Modes)
+			if m == nil {
+				m = &SessionModes{AvailableModes: []SessionMode{}}
+			}
+			m.CurrentModeID = u.CurrentModeID
+			rec.Modes, _ = json.Marshal(m)
 		}
-	case "current_mode_update":
-		m := decodeModes(rec.Modes)
-		if m == nil {
-			m = &SessionModes{AvailableModes: []SessionMode{}}
-		}
-		m.CurrentModeID = u.CurrentModeID
-		rec.Modes, _ = json.Marshal(m)
-	}
-	if c.store.UpdateSession(ctx, rec) == nil && s != nil {
+	})
+	if err == nil && s != nil {
 		s.setRec(rec)
 	}
 }

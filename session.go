@@ -258,8 +258,8 @@ func (c *Client) DestroySession(ctx context.Context, id string) error {
 		_ = l.conn.Notify(ctx, "session/cancel", map[string]string{"sessionId": rec.AgentSessionID})
 	}
 	now := time.Now().UnixMilli()
-	rec.DestroyedAt = &now
-	if err := c.store.UpdateSession(ctx, rec); err != nil {
+	rec, err = c.modifyRecord(ctx, id, nil, func(r *SessionRecord) { r.DestroyedAt = &now })
+	if err != nil {
 		return err
 	}
 	if s := c.cachedSession(id); s != nil {
@@ -317,11 +317,13 @@ func (s *Session) ensureBound(ctx context.Context) (*liveConn, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("sandboxagent: restore session %q: %w", rec.ID, err)
 	}
-	rec.AgentSessionID = asid
-	rec.LastConnectionID = live.connID
-	rec.DestroyedAt = nil
-	applyNewSessionResult(&rec, res)
-	if err := c.store.UpdateSession(ctx, rec); err != nil {
+	rec, err = c.modifyRecord(ctx, rec.ID, nil, func(r *SessionRecord) {
+		r.AgentSessionID = asid
+		r.LastConnectionID = live.connID
+		r.DestroyedAt = nil
+		applyNewSessionResult(r, res)
+	})
+	if err != nil {
 		return nil, "", err
 	}
 	s.setRec(rec)
