@@ -11,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -98,6 +99,10 @@ func newAPICmd(g *globalFlags) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return c.call(cmd, http.MethodGet, "/v1/agents?config=true", nil)
 		},
+	})
+	agentsCmd.AddCommand(&cobra.Command{
+		Use: "report", Short: "Report each agent's models, modes and thought levels as JSON", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return c.report(cmd) },
 	})
 	var reinstall bool
 	var agentVersion, processVersion string
@@ -205,6 +210,79 @@ func newAPICmd(g *globalFlags) *cobra.Command {
 	acpCmd.AddCommand(listCmd)
 	api.AddCommand(agentsCmd, acpCmd)
 	return api
+}
+
+// optionReport is one category of an agent report (upstream's shape).
+type optionReport struct {
+	CurrentValue string        `json:"currentValue,omitempty"`
+	Values       []optionValue `json:"values"`
+}
+
+type optionValue struct {
+	Value string `json:"value"`
+	Name  string `json:"name"`
+}
+
+// report prints upstream's `api agents report` document, built from
+// GET /v1/agents?config=true.
+func (c *apiClient) report(cmd *cobra.Command) error {
+	resp, err := c.do(cmd, http.MethodGet, "/v1/agents?config=true", nil, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var list struct {
+		Agents []struct {
+			ID            string `json:"id"`
+			Installed     bool   `json:"installed"`
+			ConfigOptions []struct {
+				Category     string        `json:"category"`
+				CurrentValue string        `json:"currentValue"`
+				Options      []optionValue `json:"options"`
+			} `json:"configOptions"`
+		} `json:"agents"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		return fmt.Errorf("decode agents: %w", err)
+	}
+	type agentReport struct {
+		ID            string       `json:"id"`
+		Installed     bool         `json:"installed"`
+		Models        optionReport `json:"models"`
+		Modes         optionReport `json:"modes"`
+		ThoughtLevels optionReport `json:"thoughtLevels"`
+	}
+	out := struct {
+		GeneratedAtMs int64         `json:"generatedAtMs"`
+		Endpoint      string        `json:"endpoint"`
+		Agents        []agentReport `json:"agents"`
+	}{GeneratedAtMs: time.Now().UnixMilli(), Endpoint: c.endpoint, Agents: []agentReport{}}
+	for _, a := range list.Agents {
+		r := agentReport{ID: a.ID, Installed: a.Installed,
+			Models: optionReport{Values: []optionValue{}}, Modes: optionReport{Values: []optionValue{}}, ThoughtLevels: optionReport{Values: []optionValue{}}}
+		for _, o := range a.ConfigOptions {
+			var dst *optionReport
+			switch o.Category {
+			case "model":
+				dst = &r.Models
+			case "mode":
+				dst = &r.Modes
+			case "thought_level":
+				dst = &r.ThoughtLevels
+			default:
+				continue
+			}
+			dst.CurrentValue = o.CurrentValue
+			dst.Values = append(dst.Values, o.Options...)
+		}
+		out.Agents = append(out.Agents, r)
+	}
+	b, err := json.MarshalIndent(out, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(c.out, "%s\n", b)
+	return err
 }
 
 func nonEmpty(s string) any {

@@ -192,7 +192,11 @@ func TestAPICommands(t *testing.T) {
 	s := startServer(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	out, code := run(t, "api", "-e", s.url, "agents", "install", "mock")
+	out, code := run(t, "api", "-e", s.url, "agents", "report")
+	if code != 0 || !strings.Contains(out, `"id": "mock"`) || !strings.Contains(out, `"value": "mock-fast"`) || !strings.Contains(out, `"thoughtLevels"`) {
+		t.Fatalf("report: %d %s", code, out)
+	}
+	out, code = run(t, "api", "-e", s.url, "agents", "install", "mock")
 	if code != 0 || !strings.Contains(out, `"already_installed": false`) {
 		t.Fatalf("%d %s", code, out)
 	}
