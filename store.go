@@ -223,6 +223,27 @@ func StoreNextCursor(offset, n int, more bool) string {
 	return strconv.Itoa(offset + n)
 }
 
+// StoreFetchLimit is the row count a SQL driver asks for to fill a page of
+// limit items: one more, so StorePage can tell whether another page exists.
+func StoreFetchLimit(limit int) int64 {
+	if limit >= math.MaxInt64-1 {
+		return math.MaxInt64
+	}
+	return int64(limit) + 1
+}
+
+// StorePage turns rows fetched with StoreFetchLimit at offset into a page.
+func StorePage[T any](rows []T, offset, limit int) ListPage[T] {
+	more := len(rows) > limit
+	if more {
+		rows = rows[:limit]
+	}
+	if rows == nil {
+		rows = []T{}
+	}
+	return ListPage[T]{Items: rows, NextCursor: StoreNextCursor(offset, len(rows), more)}
+}
+
 // ListPage is one page of a list. NextCursor is empty on the last page.
 type ListPage[T any] struct {
 	Items      []T    `json:"items"`

@@ -25,12 +25,8 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"io/fs"
-	"math"
 	"regexp"
 	"runtime"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -39,6 +35,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	sandboxagent "github.com/sandbox-agent-go/sandbox-agent"
+	"github.com/sandbox-agent-go/sandbox-agent/persist/internal/migrations"
 )
 
 // DefaultSchema is the schema used without WithSchema.
@@ -235,7 +232,7 @@ func (s *Store) GetSession(ctx context.Context, id string) (sandboxagent.Session
 // ListSessions implements sandboxagent.SessionStore.
 func (s *Store) ListSessions(ctx context.Context, req sandboxagent.ListPageRequest) (sandboxagent.ListPage[sandboxagent.SessionRecord], error) {
 	offset, limit := req.Offset(), req.PageSize()
-	rows, err := s.db.Query(ctx, s.q.listSessions, fetchLimit(limit), int64(offset))
+	rows, err := s.db.Query(ctx, s.q.listSessions, sandboxagent.StoreFetchLimit(limit), int64(offset))
 	if err != nil {
 		return sandboxagent.ListPage[sandboxagent.SessionRecord]{}, s.wrap("list sessions", err)
 	}
@@ -243,7 +240,7 @@ func (s *Store) ListSessions(ctx context.Context, req sandboxagent.ListPageReque
 	if err != nil {
 		return sandboxagent.ListPage[sandboxagent.SessionRecord]{}, s.wrap("list sessions", err)
 	}
-	return page(recs, offset, limit), nil
+	return sandboxagent.StorePage(recs, offset, limit), nil
 }
 
 // UpdateSession implements sandboxagent.SessionStore.
@@ -267,7 +264,7 @@ func (s *Store) UpdateSession(ctx context.Context, rec sandboxagent.SessionRecor
 // ListEvents implements sandboxagent.SessionStore.
 func (s *Store) ListEvents(ctx context.Context, req sandboxagent.ListEventsRequest) (sandboxagent.ListPage[sandboxagent.SessionEvent], error) {
 	offset, limit := req.PageRequest().Offset(), req.PageRequest().PageSize()
-	rows, err := s.db.Query(ctx, s.q.listEvents, req.SessionID, fetchLimit(limit), int64(offset))
+	rows, err := s.db.Query(ctx, s.q.listEvents, req.SessionID, sandboxagent.StoreFetchLimit(limit), int64(offset))
 	if err != nil {
 		return sandboxagent.ListPage[sandboxagent.SessionEvent]{}, s.wrap("list events", err)
 	}
@@ -275,7 +272,7 @@ func (s *Store) ListEvents(ctx context.Context, req sandboxagent.ListEventsReque
 	if err != nil {
 		return sandboxagent.ListPage[sandboxagent.SessionEvent]{}, s.wrap("list events", err)
 	}
-	return page(events, offset, limit), nil
+	return sandboxagent.StorePage(events, offset, limit), nil
 }
 
 // maxAssignAttempts bounds the retries of an insert whose assigned index
@@ -388,41 +385,12 @@ func (s *Store) wrap(op string, err error) error {
 
 // --- migrations ---
 
-type migration struct {
-	version int64
-	name    string
-	sql     string
-}
-
-func loadMigrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFS, "migrations")
-	if err != nil {
-		return nil, err
-	}
-	var ms []migration
-	for _, e := range entries {
-		name := e.Name()
-		digits, _, ok := strings.Cut(name, "_")
-		v, err := strconv.ParseInt(digits, 10, 64)
-		if !ok || err != nil || v < 1 {
-			return nil, fmt.Errorf("migration file %q is not named NNNN_name.sql", name)
-		}
-		b, err := migrationFS.ReadFile("migrations/" + name)
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, migration{version: v, name: strings.TrimSuffix(name, ".sql"), sql: string(b)})
-	}
-	slices.SortFunc(ms, func(a, b migration) int { return int(a.version - b.version) })
-	return ms, nil
-}
-
 // migrate creates the schema and applies pending migrations in one
 // transaction, serialised between concurrent openers by an advisory lock.
 // When everything is in place already it runs no DDL, so a role without
 // CREATE privileges can use a prepared schema.
 func (s *Store) migrate(ctx context.Context) (err error) {
-	ms, err := loadMigrations()
+	ms, err := migrations.Load(migrationFS, "migrations")
 	if err != nil {
 		return err
 	}
@@ -478,15 +446,15 @@ func (s *Store) migrate(ctx context.Context) (err error) {
 		applied[v] = true
 	}
 	for _, m := range ms {
-		if applied[m.version] {
+		if applied[m.Version] {
 			continue
 		}
-		if _, err := tx.Exec(ctx, strings.ReplaceAll(m.sql, "{{schema}}", schema)); err != nil {
-			return fmt.Errorf("migration %s: %w", m.name, err)
+		if _, err := tx.Exec(ctx, strings.ReplaceAll(m.SQL, "{{schema}}", schema)); err != nil {
+			return fmt.Errorf("migration %s: %w", m.Name, err)
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO `+table+` (version, name, applied_at) VALUES ($1, $2, $3)`,
-			m.version, m.name, time.Now().UnixMilli()); err != nil {
-			return fmt.Errorf("migration %s: %w", m.name, err)
+			m.Version, m.Name, time.Now().UnixMilli()); err != nil {
+			return fmt.Errorf("migration %s: %w", m.Name, err)
 		}
 	}
 	return tx.Commit(ctx)
@@ -552,27 +520,6 @@ func jsonArg(m []byte) any {
 		return nil
 	}
 	return string(m)
-}
-
-// fetchLimit is the SQL LIMIT for a page of limit items: one more, to learn
-// whether another page follows.
-func fetchLimit(limit int) int64 {
-	if limit >= math.MaxInt64-1 {
-		return math.MaxInt64
-	}
-	return int64(limit) + 1
-}
-
-// page trims rows fetched with fetchLimit(limit) to one page.
-func page[T any](rows []T, offset, limit int) sandboxagent.ListPage[T] {
-	more := len(rows) > limit
-	if more {
-		rows = rows[:limit]
-	}
-	if rows == nil {
-		rows = []T{}
-	}
-	return sandboxagent.ListPage[T]{Items: rows, NextCursor: sandboxagent.StoreNextCursor(offset, len(rows), more)}
 }
 
 func isUniqueViolation(err error) bool {

@@ -22,13 +22,9 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
-	"math"
 	"math/rand/v2"
 	"path/filepath"
 	"runtime"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -36,6 +32,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	sandboxagent "github.com/sandbox-agent-go/sandbox-agent"
+	"github.com/sandbox-agent-go/sandbox-agent/persist/internal/migrations"
 )
 
 // DriverName is the database/sql driver name registered by modernc.org/sqlite.
@@ -261,7 +258,7 @@ func (s *Store) GetSession(ctx context.Context, id string) (sandboxagent.Session
 // ListSessions implements sandboxagent.SessionStore.
 func (s *Store) ListSessions(ctx context.Context, req sandboxagent.ListPageRequest) (sandboxagent.ListPage[sandboxagent.SessionRecord], error) {
 	offset, limit := req.Offset(), req.PageSize()
-	rows, err := s.stmts.listSessions.QueryContext(ctx, fetchLimit(limit), offset)
+	rows, err := s.stmts.listSessions.QueryContext(ctx, sandboxagent.StoreFetchLimit(limit), offset)
 	if err != nil {
 		return sandboxagent.ListPage[sandboxagent.SessionRecord]{}, fmt.Errorf("sqlite store: list sessions: %w", err)
 	}
@@ -269,7 +266,7 @@ func (s *Store) ListSessions(ctx context.Context, req sandboxagent.ListPageReque
 	if err != nil {
 		return sandboxagent.ListPage[sandboxagent.SessionRecord]{}, fmt.Errorf("sqlite store: list sessions: %w", err)
 	}
-	return page(recs, offset, limit), nil
+	return sandboxagent.StorePage(recs, offset, limit), nil
 }
 
 // UpdateSession implements sandboxagent.SessionStore.
@@ -309,7 +306,7 @@ ON CONFLICT (id) DO UPDATE SET
 // ListEvents implements sandboxagent.SessionStore.
 func (s *Store) ListEvents(ctx context.Context, req sandboxagent.ListEventsRequest) (sandboxagent.ListPage[sandboxagent.SessionEvent], error) {
 	offset, limit := req.PageRequest().Offset(), req.PageRequest().PageSize()
-	rows, err := s.stmts.listEvents.QueryContext(ctx, req.SessionID, fetchLimit(limit), offset)
+	rows, err := s.stmts.listEvents.QueryContext(ctx, req.SessionID, sandboxagent.StoreFetchLimit(limit), offset)
 	if err != nil {
 		return sandboxagent.ListPage[sandboxagent.SessionEvent]{}, fmt.Errorf("sqlite store: list events: %w", err)
 	}
@@ -317,7 +314,7 @@ func (s *Store) ListEvents(ctx context.Context, req sandboxagent.ListEventsReque
 	if err != nil {
 		return sandboxagent.ListPage[sandboxagent.SessionEvent]{}, fmt.Errorf("sqlite store: list events: %w", err)
 	}
-	return page(events, offset, limit), nil
+	return sandboxagent.StorePage(events, offset, limit), nil
 }
 
 // insertEventSQL assigns max+1 when ?2 is 0. It runs inside BEGIN IMMEDIATE,
@@ -428,39 +425,10 @@ func (s *Store) writeOnce(ctx context.Context, fn func(tx *sql.Tx) error) error 
 
 // --- migrations ---
 
-type migration struct {
-	version int64
-	name    string
-	sql     string
-}
-
-func loadMigrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFS, "migrations")
-	if err != nil {
-		return nil, err
-	}
-	var ms []migration
-	for _, e := range entries {
-		name := e.Name()
-		digits, _, ok := strings.Cut(name, "_")
-		v, err := strconv.ParseInt(digits, 10, 64)
-		if !ok || err != nil || v < 1 {
-			return nil, fmt.Errorf("migration file %q is not named NNNN_name.sql", name)
-		}
-		b, err := migrationFS.ReadFile("migrations/" + name)
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, migration{version: v, name: strings.TrimSuffix(name, ".sql"), sql: string(b)})
-	}
-	slices.SortFunc(ms, func(a, b migration) int { return int(a.version - b.version) })
-	return ms, nil
-}
-
 // migrate applies the pending migrations, all in one write transaction so
 // concurrent openers of the same file apply each migration once.
 func (s *Store) migrate(ctx context.Context) error {
-	ms, err := loadMigrations()
+	ms, err := migrations.Load(migrationFS, "migrations")
 	if err != nil {
 		return err
 	}
@@ -489,15 +457,15 @@ func (s *Store) migrate(ctx context.Context) error {
 			return err
 		}
 		for _, m := range ms {
-			if applied[m.version] {
+			if applied[m.Version] {
 				continue
 			}
-			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-				return fmt.Errorf("migration %s: %w", m.name, err)
+			if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+				return fmt.Errorf("migration %s: %w", m.Name, err)
 			}
 			if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
-				m.version, m.name, time.Now().UnixMilli()); err != nil {
-				return fmt.Errorf("migration %s: %w", m.name, err)
+				m.Version, m.Name, time.Now().UnixMilli()); err != nil {
+				return fmt.Errorf("migration %s: %w", m.Name, err)
 			}
 		}
 		return nil
@@ -550,27 +518,6 @@ func scanEvents(rows *sql.Rows) ([]sandboxagent.SessionEvent, error) {
 		events = append(events, e)
 	}
 	return events, rows.Err()
-}
-
-// fetchLimit is the SQL LIMIT for a page of limit items: one more, to learn
-// whether another page follows.
-func fetchLimit(limit int) int64 {
-	if limit >= math.MaxInt64-1 {
-		return math.MaxInt64
-	}
-	return int64(limit) + 1
-}
-
-// page trims rows fetched with fetchLimit(limit) to one page.
-func page[T any](rows []T, offset, limit int) sandboxagent.ListPage[T] {
-	more := len(rows) > limit
-	if more {
-		rows = rows[:limit]
-	}
-	if rows == nil {
-		rows = []T{}
-	}
-	return sandboxagent.ListPage[T]{Items: rows, NextCursor: sandboxagent.StoreNextCursor(offset, len(rows), more)}
 }
 
 // jsonArg stores an absent JSON value as NULL and anything else, including
