@@ -388,12 +388,15 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest, owner Owner) (I
 	m.wg.Add(1 + len(sources))
 	m.mu.Unlock()
 
+	// The answer describes the process as spawned (running, with its pid),
+	// as upstream's does, even if it exits before the response is written.
+	info := p.info()
 	for _, s := range sources {
 		go m.readOutput(p, s.f, s.s)
 	}
 	go m.watch(p)
 	m.log.Debug("process started", "id", id, "pid", sp.pid, "command", req.Command, "tty", req.TTY)
-	return p.info(), nil
+	return info, nil
 }
 
 // readOutput appends every chunk read from f to the log ring until EOF
