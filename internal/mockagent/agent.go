@@ -299,15 +299,10 @@ func (a *agent) CloseSession(ctx context.Context, p acp.CloseSessionRequest) (ac
 }
 
 func (a *agent) Cancel(ctx context.Context, p acp.CancelNotification) error {
-	if !a.calls.enter(false) {
-		return nil // shutting down: every prompt is being cancelled anyway
-	}
-	defer a.calls.leave(false)
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if s, ok := a.sessions[p.SessionId]; ok && s.turnCancel != nil {
-		s.turnCancel()
-	}
+	// acp-go-sdk has already cancelled the context of the session's prompt
+	// in flight before it calls this. Cancelling s.turnCancel here as well
+	// would race: the cancelled prompt may have answered and the client sent
+	// its next prompt already, which would then be cancelled by mistake.
 	return nil
 }
 
