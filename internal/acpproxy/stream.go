@@ -241,13 +241,6 @@ func (s *stream) next(r *reader, dst []entry, max, maxBytes int) ([]entry, <-cha
 	return dst, s.dataCh
 }
 
-// lastSeq is the newest sequence number.
-func (s *stream) lastSeq() uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.last
-}
-
 // close ends every reader and refuses further publishes.
 func (s *stream) close() {
 	s.mu.Lock()

@@ -110,5 +110,5 @@ func (m *Manager) handleInstall(w http.ResponseWriter, r *http.Request) {
 	if res.Artifacts == nil {
 		res.Artifacts = []Artifact{}
 	}
-	httpjson.Write(w, http.StatusOK, installResponse{AlreadyInstalled: res.AlreadyInstalled, Artifacts: res.Artifacts})
+	httpjson.Write(w, http.StatusOK, installResponse(res))
 }

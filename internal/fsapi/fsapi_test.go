@@ -2,7 +2,6 @@ package fsapi
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -580,19 +579,4 @@ func TestMoveAcrossDevices(t *testing.T) {
 
 func TestOpenAPIDescribesRoutes(t *testing.T) {
 	checkOpenAPI(t, New(Options{Home: t.TempDir()}).Routes())
-}
-
-// jsonEqual compares two JSON documents structurally.
-func jsonEqual(t testing.TB, got []byte, want string) {
-	t.Helper()
-	var g, w any
-	if err := json.Unmarshal(got, &g); err != nil {
-		t.Fatalf("%q: %v", got, err)
-	}
-	if err := json.Unmarshal([]byte(want), &w); err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(w, g); diff != "" {
-		t.Fatalf("JSON mismatch (-want +got):\n%s", diff)
-	}
 }

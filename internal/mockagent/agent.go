@@ -176,12 +176,6 @@ func (a *agent) Authenticate(ctx context.Context, p acp.AuthenticateRequest) (ac
 	return acp.AuthenticateResponse{}, nil
 }
 
-func (a *agent) clientCaps() acp.ClientCapabilities {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.caps
-}
-
 func (a *agent) NewSession(ctx context.Context, p acp.NewSessionRequest) (acp.NewSessionResponse, error) {
 	if err := a.enter(); err != nil {
 		return acp.NewSessionResponse{}, err

@@ -1,5 +1,7 @@
 package process
 
+//lint:file-ignore ST1005 decodeBase64 reproduces upstream's error wording
+
 import (
 	"encoding/base64"
 	"fmt"
@@ -68,7 +70,7 @@ func maximalSubpart(b []byte) int {
 const b64Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 
 // decodeBase64 decodes standard padded base64 with error texts shaped like
-// upstream's (Rust base64 crate).
+// upstream's (Rust base64 crate), hence their capitals and full stops.
 func decodeBase64(s string) ([]byte, error) {
 	pad := len(s) - len(strings.TrimRight(s, "="))
 	for i := 0; i < len(s); i++ {
