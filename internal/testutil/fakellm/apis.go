@@ -99,12 +99,7 @@ func (s *Server) anthropic(w http.ResponseWriter, r *http.Request, body []byte, 
 			}
 		}
 	}
-	p, reply := s.script(rec.LastUserText, toolResult, tools)
-	if toolResult != nil {
-		rec.ToolResult, rec.HasToolResult = *toolResult, true
-	}
-	rec.Reply = reply
-	s.record(rec)
+	p := s.answer(rec, toolResult, tools)
 
 	msgID := s.nextID("msg")
 	model := req.Model
@@ -206,12 +201,7 @@ func (s *Server) responses(w http.ResponseWriter, r *http.Request, body []byte, 
 			}
 		}
 	}
-	p, reply := s.script(rec.LastUserText, toolResult, tools)
-	if toolResult != nil {
-		rec.ToolResult, rec.HasToolResult = *toolResult, true
-	}
-	rec.Reply = reply
-	s.record(rec)
+	p := s.answer(rec, toolResult, tools)
 
 	respID := s.nextID("resp")
 	model := req.Model
@@ -314,12 +304,7 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, body []byte, rec R
 			toolResult = &t
 		}
 	}
-	p, reply := s.script(rec.LastUserText, toolResult, tools)
-	if toolResult != nil {
-		rec.ToolResult, rec.HasToolResult = *toolResult, true
-	}
-	rec.Reply = reply
-	s.record(rec)
+	p := s.answer(rec, toolResult, tools)
 
 	id := s.nextID("chatcmpl")
 	model := req.Model

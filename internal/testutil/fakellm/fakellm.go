@@ -116,6 +116,18 @@ func (s *Server) Reset() {
 	s.mu.Unlock()
 }
 
+// answer scripts the reply to a request whose wire format has been
+// decoded into rec, then records the request with that reply.
+func (s *Server) answer(rec Request, toolResult *string, tools []tool) plan {
+	p, reply := s.script(rec.LastUserText, toolResult, tools)
+	if toolResult != nil {
+		rec.ToolResult, rec.HasToolResult = *toolResult, true
+	}
+	rec.Reply = reply
+	s.record(rec)
+	return p
+}
+
 func (s *Server) record(r Request) {
 	s.mu.Lock()
 	s.reqs = append(s.reqs, r)
