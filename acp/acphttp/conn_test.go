@@ -23,13 +23,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == "mock-agent-process" {
-		err := mockagent.Run(context.Background(), os.Stdin, os.Stdout, os.Stderr)
-		if ee, ok := err.(*mockagent.ExitError); ok {
-			os.Exit(ee.Code)
-		}
-		os.Exit(0)
-	}
+	mockagent.ServeIfChild()
 	goleak.VerifyTestMain(m)
 }
 

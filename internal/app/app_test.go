@@ -24,13 +24,7 @@ import (
 // TestMain lets the test binary stand in for the sandbox-agent binary when
 // the mock launcher runs it as `<bin> mock-agent-process`.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == "mock-agent-process" {
-		err := mockagent.Run(context.Background(), os.Stdin, os.Stdout, os.Stderr)
-		if ee, ok := err.(*mockagent.ExitError); ok {
-			os.Exit(ee.Code)
-		}
-		os.Exit(0)
-	}
+	mockagent.ServeIfChild()
 	goleak.VerifyTestMain(m)
 }
 

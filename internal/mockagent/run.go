@@ -394,3 +394,18 @@ func (t *callTracker) closeAndWait() {
 	t.mu.Unlock()
 	t.wg.Wait()
 }
+
+// ServeIfChild runs the mock agent on stdio and exits when the process was
+// started as `<binary> mock-agent-process`. Test binaries call it first in
+// TestMain so the mock launcher can run them in place of sandbox-agent.
+func ServeIfChild() {
+	if len(os.Args) < 2 || os.Args[1] != "mock-agent-process" {
+		return
+	}
+	err := Run(context.Background(), os.Stdin, os.Stdout, os.Stderr)
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		os.Exit(ee.Code)
+	}
+	os.Exit(0)
+}
