@@ -203,9 +203,12 @@ func runAgent(t *testing.T, tc agentCase) {
 	}
 
 	t.Run("text", func(t *testing.T) {
-		stop, text := c.prompt(sid, "Say hello")
-		if stop != "end_turn" || !strings.Contains(text, fakellm.DefaultText) {
-			t.Fatalf("stop %q text %q", stop, text)
+		m := c.mark()
+		stop, _ := c.prompt(sid, "Say hello")
+		// The chunks travel on the SSE stream, the answer on the POST: the
+		// last chunks may still be in flight when the answer arrives.
+		if stop != "end_turn" || !c.waitText(m, "agent_message_chunk", fakellm.DefaultText, 10*time.Second) {
+			t.Fatalf("stop %q text %q", stop, c.text(m, "agent_message_chunk"))
 		}
 		c.mu.Lock()
 		firstChunk := c.firstChunk.Sub(c.firstPost)
@@ -345,7 +348,9 @@ func runAgent(t *testing.T, tc agentCase) {
 			if !c2.waitText(m, "user_message_chunk", "Say hello", 10*time.Second) {
 				t.Fatalf("history not replayed: kinds %v", c2.kinds(m))
 			}
-			if !strings.Contains(c2.text(m, "agent_message_chunk"), fakellm.DefaultText) {
+			// The POST answers when the agent's reply arrives; replayed
+			// notifications travel on the SSE stream and may still be in flight.
+			if !c2.waitText(m, "agent_message_chunk", fakellm.DefaultText, 10*time.Second) {
 				t.Fatalf("agent history not replayed: %v", c2.kinds(m))
 			}
 			pg := agentPGID2(t, h.home, pgid)
