@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strconv"
+	"syscall"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -36,6 +38,7 @@ func (l fakeLauncher) Command(ctx context.Context, agent string) (*exec.Cmd, err
 // fakeAgent answers requests by method:
 //
 //	echo (default)  notify then respond {"echoed": params}
+//	pause           respond {"pid"}, then read nothing until SIGUSR1
 //	hang            never respond
 //	die             write "dying now" to stderr, exit 3
 //	flood {n}       n notifications, then respond
@@ -80,6 +83,13 @@ func fakeAgent() int {
 			send(map[string]any{"jsonrpc": "2.0", "id": msg.ID, "result": nil})
 			out.Flush()
 			select {}
+		case "pause": // stop reading stdin until SIGUSR1
+			sig := make(chan os.Signal, 1)
+			signal.Notify(sig, syscall.SIGUSR1)
+			send(map[string]any{"jsonrpc": "2.0", "id": msg.ID, "result": map[string]any{"pid": os.Getpid()}})
+			out.Flush()
+			<-sig
+			signal.Stop(sig)
 		case "hang":
 			send(map[string]any{"jsonrpc": "2.0", "method": "fake/hanging"})
 		case "die":

@@ -33,7 +33,9 @@ type Instance struct {
 	stderrR *os.File
 	pgid    int
 
-	writeCh  chan writeReq
+	// wsem is held (a token sent) by whoever writes to stdin, so lines go
+	// out whole and in order.
+	wsem     chan struct{}
 	closedCh chan struct{} // closed by close()
 
 	pendMu  sync.Mutex
@@ -100,12 +102,11 @@ func start(id, agent string, cmd *exec.Cmd, opts *Options) (*Instance, error) {
 		stderr:   newTailBuffer(opts.StderrTailBytes),
 		exitedCh: make(chan struct{}),
 		reapedCh: make(chan struct{}),
-		writeCh:  make(chan writeReq),
+		wsem:     make(chan struct{}, 1),
 		closedCh: make(chan struct{}),
 	}
 	in.log.Info("agent process started")
-	in.readersWG.Add(3)
-	go in.writeLoop()
+	in.readersWG.Add(2)
 	stdoutDone, stderrDone := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer in.readersWG.Done()
@@ -337,19 +338,19 @@ func (in *Instance) exited() bool {
 	}
 }
 
-// write queues one line for the agent's stdin and waits until it is
-// written, ctx ends or the agent exits. Lines are written whole and in
-// order by one writer goroutine, so a caller that gives up (504) never
-// leaves half a line behind to corrupt the framing: its line is still
-// delivered when the agent reads again.
+// write sends one line to the agent's stdin. It waits for its turn (lines
+// go out whole and in order), then writes directly: on an idle agent this
+// costs no goroutine hand-off, which is most of a round trip's proxy cost.
+// The write is bounded by ctx's deadline; a line the agent has not taken by
+// then is finished in the background while the caller gets errWriteTimeout,
+// so a caller that gives up (504) never leaves half a line behind to corrupt
+// the framing, and its line is still delivered when the agent reads again.
 func (in *Instance) write(ctx context.Context, line []byte) error {
 	if in.exited() {
 		return errAgentExited
 	}
-	buf := make([]byte, 0, len(line)+1)
-	w := writeReq{buf: append(append(buf, line...), '\n'), done: make(chan error, 1)}
 	select {
-	case in.writeCh <- w:
+	case in.wsem <- struct{}{}:
 	case <-in.exitedCh:
 		return errAgentExited
 	case <-in.closedCh:
@@ -357,43 +358,34 @@ func (in *Instance) write(ctx context.Context, line []byte) error {
 	case <-ctx.Done():
 		return errWriteTimeout
 	}
-	select {
-	case err := <-w.done:
-		return err
-	case <-in.exitedCh:
-		select {
-		case err := <-w.done: // written just before the exit
-			return err
-		default:
-		}
-		return errAgentExited
-	case <-ctx.Done():
+	buf := make([]byte, 0, len(line)+1)
+	buf = append(append(buf, line...), '\n')
+	dl, _ := ctx.Deadline() // zero (none) clears an earlier deadline
+	_ = in.stdin.SetWriteDeadline(dl)
+	n, err := in.stdin.Write(buf)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		rest := buf[n:]
+		go func() {
+			defer func() { <-in.wsem }()
+			_ = in.stdin.SetWriteDeadline(time.Time{})
+			// Ends when the agent reads or its stdin is closed (exit, close).
+			_, _ = in.stdin.Write(rest)
+		}()
 		return errWriteTimeout
 	}
-}
-
-type writeReq struct {
-	buf  []byte
-	done chan error
+	<-in.wsem
+	if err != nil && (errors.Is(err, os.ErrClosed) || errors.Is(err, syscall.EPIPE)) {
+		// The agent is going; let reap record how before reporting it.
+		select {
+		case <-in.exitedCh:
+		case <-ctx.Done():
+		}
+		return errAgentExited
+	}
+	return err
 }
 
 var errWriteTimeout = errors.New("timed out writing to agent stdin")
-
-func (in *Instance) writeLoop() {
-	defer in.readersWG.Done()
-	for {
-		select {
-		case w := <-in.writeCh:
-			_, err := in.stdin.Write(w.buf)
-			w.done <- err
-			if err != nil {
-				return
-			}
-		case <-in.closedCh:
-			return
-		}
-	}
-}
 
 // call writes a request and waits for the agent's response with the same id.
 func (in *Instance) call(ctx context.Context, id []byte, line []byte) ([]byte, error) {
@@ -458,6 +450,9 @@ func (in *Instance) writeError(err error) error {
 }
 
 func (in *Instance) exitSuffix() string {
+	if !in.exited() {
+		return "" // reap has not recorded the status yet
+	}
 	if in.exitCode != nil {
 		return fmt.Sprintf(" (exit code %d)", *in.exitCode)
 	}
@@ -468,7 +463,11 @@ func (in *Instance) exitSuffix() string {
 }
 
 func (in *Instance) exitProblem() *problem.Problem {
-	return problem.Exited(in.agent, in.exitCode, in.stderr.String())
+	var code *int
+	if in.exited() { // exitCode is written before exitedCh closes
+		code = in.exitCode
+	}
+	return problem.Exited(in.agent, code, in.stderr.String())
 }
 
 // close stops the agent: close stdin, SIGTERM the group, SIGKILL it after

@@ -10,9 +10,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -542,6 +544,85 @@ func TestAgentNotReadingStdinTimesOut(t *testing.T) {
 	r := h.rpc("st", "", big)
 	if r.status != 504 || problemType(t, r.body) != "timeout" || !strings.Contains(r.body, "not reading") {
 		t.Fatalf("%d %s", r.status, r.body)
+	}
+}
+
+// TestTimedOutWriteKeepsFraming: a POST that times out while the agent is
+// not reading gets 504, yet its line is delivered whole once the agent reads
+// again, and the lines after it stay framed.
+func TestTimedOutWriteKeepsFraming(t *testing.T) {
+	h := newHarness(t, Options{RequestTimeout: 200 * time.Millisecond})
+	r := h.rpc("fr", "fake", `{"jsonrpc":"2.0","id":1,"method":"pause"}`)
+	var res struct{ Result struct{ PID int } }
+	if r.status != 200 || json.Unmarshal([]byte(r.body), &res) != nil || res.Result.PID == 0 {
+		t.Fatalf("%+v", r)
+	}
+	c, _ := h.stream(t.Context(), "fr", nil)
+	if m := c.next(t); m.id != 1 { // the pause response
+		t.Fatalf("%+v", m)
+	}
+	// Larger than the pipe buffer, so the write cannot complete.
+	big := `{"jsonrpc":"2.0","method":"big","params":{"pad":"` + strings.Repeat("x", 1<<20) + `"}}`
+	if r := h.rpc("fr", "", big); r.status != 504 {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	if err := syscall.Kill(res.Result.PID, syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.rpc("fr", "", `{"jsonrpc":"2.0","id":2,"method":"after"}`); r.status != 200 || !strings.Contains(r.body, `"id":2`) {
+		t.Fatalf("%+v", r)
+	}
+	var methods []string
+	for {
+		m := c.next(t)
+		if m.method == "" && strings.Contains(m.data, `"id":2`) {
+			break
+		}
+		var p struct{ Params struct{ Method string } }
+		_ = json.Unmarshal([]byte(m.data), &p)
+		methods = append(methods, m.method+":"+p.Params.Method)
+	}
+	// The fake agent skips lines it cannot parse: a torn line would be missing.
+	if want := []string{"fake/notified:big", "fake/echo:after"}; !slices.Equal(methods, want) {
+		t.Fatalf("agent saw %v, want %v", methods, want)
+	}
+}
+
+// BenchmarkACPRoundTrip: one POST /v1/acp request answered by an idle
+// agent, through the whole proxy (HTTP, stdin write, stdout routing).
+func BenchmarkACPRoundTrip(b *testing.B) {
+	reg := New(Options{Logger: slog.New(slog.DiscardHandler), Launcher: fakeLauncher{}})
+	hnd, err := server.NewHandler(server.Config{}, reg.Routes())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ts := httptest.NewServer(hnd)
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = reg.Close(ctx)
+		ts.Close()
+	}()
+	c := ts.Client()
+	post := func(q, body string) {
+		req, _ := http.NewRequest(http.MethodPost, ts.URL+"/v1/acp/bench"+q, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := c.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			b.Fatal(resp.Status)
+		}
+	}
+	post("?agent=fake", `{"jsonrpc":"2.0","id":0,"method":"initialize"}`)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		post("", `{"jsonrpc":"2.0","id":`+strconv.Itoa(i)+`,"method":"stall-free"}`)
 	}
 }
 
