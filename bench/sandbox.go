@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -185,7 +186,9 @@ func (b *bench) ptyEcho(ctx context.Context, in *instance) error {
 }
 
 // bigFile: PUT and GET of a large file (1 GiB) on ours, beside `cp` of the
-// same file on the same filesystem and `cat file > /dev/null`. Upstream
+// same file on the same filesystem, `cat file > /dev/null`, and the same
+// bytes over a bare loopback socket into a file or a discarding reader (the
+// limits of a network transfer, which is what PUT and GET are). Upstream
 // caps request bodies at 2 MiB, so it is recorded as not available.
 func bigFile(ctx context.Context, cfg *config, res *results, ours *target, tmp, agentBin string) error {
 	size := cfg.bigSize
@@ -229,6 +232,12 @@ func bigFile(ctx context.Context, cfg *config, res *results, ours *target, tmp, 
 		}
 		res.add("ours", "big.cp", "limit: `cp` of the same "+label+" file, same filesystem", "MiB/s", neutral, rate(time.Since(t0)))
 		_ = os.Remove(cpDst)
+		d, err := socketToFile(ctx, src, cpDst)
+		if err != nil {
+			return fmt.Errorf("loopback socket → file: %w", err)
+		}
+		res.add("ours", "big.sock2file", "limit: the same "+label+" file sent over a loopback TCP socket (sendfile) into a file (splice, then fsync as PUT does)", "MiB/s", neutral, rate(d))
+		_ = os.Remove(cpDst)
 
 		f, err := os.Open(src)
 		if err != nil {
@@ -256,6 +265,11 @@ func bigFile(ctx context.Context, cfg *config, res *results, ours *target, tmp, 
 			return fmt.Errorf("cat: %v %s", err, out)
 		}
 		res.add("ours", "big.cat", "limit: `cat` of the same "+label+" file to /dev/null", "MiB/s", neutral, rate(time.Since(t0)))
+		d, err = socketToFile(ctx, dst, "")
+		if err != nil {
+			return fmt.Errorf("loopback socket → discard: %w", err)
+		}
+		res.add("ours", "big.sock2discard", "limit: the same "+label+" file sent over a loopback TCP socket (sendfile) into a discarding reader", "MiB/s", neutral, rate(d))
 
 		req, _ = http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 		t0 = time.Now()
@@ -277,6 +291,76 @@ func bigFile(ctx context.Context, cfg *config, res *results, ours *target, tmp, 
 		res.add("ours", "big.hwm", "server peak RSS (VmHWM) after the "+label+" PUTs and GETs", "B", lowerBetter, rss)
 	}
 	return nil
+}
+
+// socketToFile is the physical limit of an HTTP file transfer without
+// HTTP: src is sent over a loopback TCP connection with sendfile(2) and
+// received into dst with splice(2) (Go's zero-copy paths) and fsynced (PUT
+// makes its file durable before answering, so the limit must too), or into
+// io.Discard (the way the bench's HTTP client reads a GET) when dst is "".
+// It returns the time from connect to the last byte stored.
+func socketToFile(ctx context.Context, src, dst string) (time.Duration, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	type result struct {
+		n   int64
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- result{err: err}
+			return
+		}
+		defer c.Close()
+		var w io.Writer = io.Discard
+		if dst != "" {
+			f, err := os.Create(dst)
+			if err != nil {
+				got <- result{err: err}
+				return
+			}
+			defer f.Close()
+			w = f
+		}
+		n, err := io.Copy(w, c)
+		if f, ok := w.(*os.File); ok && err == nil {
+			// PUT makes its file durable before it answers; so does the limit.
+			err = f.Sync()
+		}
+		got <- result{n, err}
+	}()
+	f, err := os.Open(src)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	t0 := time.Now()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", ln.Addr().String())
+	if err != nil {
+		return 0, err
+	}
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	if _, err := io.Copy(c, f); err != nil {
+		c.Close()
+		return 0, err
+	}
+	c.Close()
+	r := <-got
+	if r.err == nil && r.n != fi.Size() {
+		r.err = fmt.Errorf("received %d of %d bytes", r.n, fi.Size())
+	}
+	return time.Since(t0), r.err
 }
 
 // writeRandom writes size random bytes to path (1 MiB of randomness,
