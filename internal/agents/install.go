@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gofrs/flock"
+
 	"github.com/sandbox-agent-go/sandbox-agent/internal/problem"
 )
 
@@ -175,8 +177,14 @@ func (m *Manager) nativeSource() string {
 	return "auto"
 }
 
-// agentLock serialises installs of one agent within this process.
-func (m *Manager) agentLock(agent string) func() {
+// lockPollInterval is how often a blocked install retries the file lock.
+const lockPollInterval = 100 * time.Millisecond
+
+// agentLock serialises installs of one agent: within this process with a
+// channel, across processes (a second server, `install-agent` from a shell)
+// with an flock on <bin>/.install-locks/<agent>.lock. Both waits end with
+// ctx.
+func (m *Manager) agentLock(ctx context.Context, agent string) (func(), error) {
 	m.mu.Lock()
 	ch, ok := m.locks[agent]
 	if !ok {
@@ -184,8 +192,37 @@ func (m *Manager) agentLock(agent string) func() {
 		m.locks[agent] = ch
 	}
 	m.mu.Unlock()
-	ch <- struct{}{}
-	return func() { <-ch }
+	select {
+	case ch <- struct{}{}: // free: taken whatever the state of ctx
+	default:
+		select {
+		case ch <- struct{}{}:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for another install of %s in this process: %w", agent, ctx.Err())
+		}
+	}
+	dir := filepath.Join(m.BinDir(), ".install-locks")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		<-ch
+		return nil, err
+	}
+	fl := flock.New(filepath.Join(dir, agent+".lock"))
+	locked, err := fl.TryLock()
+	if err == nil && !locked {
+		m.opts.Logger.Info("waiting for another process installing the agent", "agent", agent, "lock", fl.Path())
+		locked, err = fl.TryLockContext(ctx, lockPollInterval)
+	}
+	if err != nil || !locked {
+		<-ch
+		if err == nil {
+			err = ctx.Err()
+		}
+		return nil, fmt.Errorf("waiting for another process installing %s (lock %s): %w", agent, fl.Path(), err)
+	}
+	return func() {
+		_ = fl.Unlock()
+		<-ch
+	}, nil
 }
 
 // InstallWithProgress installs agent, reporting each step to progress
@@ -196,7 +233,10 @@ func (m *Manager) InstallWithProgress(ctx context.Context, agent string, req Ins
 	if !Known(agent) {
 		return InstallResult{}, problem.Unsupported(agent)
 	}
-	unlock := m.agentLock(agent)
+	unlock, err := m.agentLock(ctx, agent)
+	if err != nil {
+		return InstallResult{}, problem.Install(agent, err.Error())
+	}
 	defer unlock()
 	if progress == nil {
 		progress = func(ProgressEvent) {}

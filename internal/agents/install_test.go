@@ -1,6 +1,7 @@
 package agents
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -399,5 +400,65 @@ func TestWithVersion(t *testing.T) {
 		if got := withVersion(in[0], in[1]); got != want {
 			t.Errorf("withVersion(%q,%q) = %q", in[0], in[1], got)
 		}
+	}
+}
+
+// TestConcurrentInstallsAcrossManagers: two managers on one data directory
+// stand for two processes (flock locks belong to the open file, so they
+// exclude each other exactly as separate processes would). The agent is
+// installed once; the second install finds it installed.
+func TestConcurrentInstallsAcrossManagers(t *testing.T) {
+	a, npmDir := newTestManager(t, "")
+	b := NewManager(a.opts)
+	results := make(chan InstallResult, 2)
+	errs := make(chan error, 2)
+	for _, m := range []*Manager{a, b} {
+		go func() {
+			res, err := m.Install(t.Context(), "codex", InstallRequest{})
+			results <- res
+			errs <- err
+		}()
+	}
+	already := 0
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+		if (<-results).AlreadyInstalled {
+			already++
+		}
+	}
+	installed, _ := os.ReadFile(filepath.Join(npmDir, "installed"))
+	if already != 1 || strings.Count(string(installed), "\n") != 2 {
+		t.Fatalf("already installed %d times; npm ran for %q", already, installed)
+	}
+}
+
+// TestInstallWaitsForAnotherProcessBoundedByContext: while another process
+// holds the install lock, an install waits, gives up with its context and a
+// message naming the lock, and succeeds once the lock is released.
+func TestInstallWaitsForAnotherProcessBoundedByContext(t *testing.T) {
+	a, _ := newTestManager(t, "")
+	b := NewManager(a.opts)
+	unlock, err := a.agentLock(t.Context(), "codex")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.Install(ctx, "codex", InstallRequest{})
+		done <- err
+	}()
+	cancel()
+	if msg := installErr(t, <-done); !strings.Contains(msg, "another process installing codex") || !strings.Contains(msg, ".install-locks") {
+		t.Fatal(msg)
+	}
+	if b.Installed("codex") {
+		t.Fatal("installed while locked")
+	}
+	unlock()
+	if _, err := b.Install(t.Context(), "codex", InstallRequest{}); err != nil || !b.Installed("codex") {
+		t.Fatalf("after unlock: %v", err)
 	}
 }
