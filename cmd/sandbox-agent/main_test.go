@@ -60,6 +60,7 @@ func TestVersionAndUsageErrors(t *testing.T) {
 		{[]string{"server", "-O", "*", "--port", "0"}, 1, "wildcard origin"},
 		{[]string{"server", "-C", "--port", "0"}, 1, "--cors-allow-credentials needs"},
 		{[]string{"server", "--log-format", "xml"}, 2, "invalid --log-format"},
+		{[]string{"server", "--max-procs", "-1"}, 2, "invalid --max-procs"},
 		{[]string{"api", "acp", "post", "--server-id", "a/b", "--json", "{}"}, 2, "server id must not contain '/'"},
 	}
 	for _, tt := range tests {
@@ -223,5 +224,25 @@ func TestAPICommands(t *testing.T) {
 	}
 	if err := stream.Wait(); err != nil {
 		t.Fatalf("stream should end cleanly after close: %v", err)
+	}
+}
+
+func TestServerProcs(t *testing.T) {
+	tests := []struct {
+		name          string
+		flag          int
+		goEnv         bool
+		current, want int
+	}{
+		{"flag wins", 3, true, 8, 3},
+		{"GOMAXPROCS set", 0, true, 8, 8},
+		{"half of 8", 0, false, 8, 4},
+		{"half of 2", 0, false, 2, 1},
+		{"never zero", 0, false, 1, 1},
+	}
+	for _, tt := range tests {
+		if got := serverProcs(tt.flag, tt.goEnv, tt.current); got != tt.want {
+			t.Errorf("%s: %d, want %d", tt.name, got, tt.want)
+		}
 	}
 }
