@@ -93,9 +93,13 @@ func baseEnv(home string) []string {
 	return []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "LANG=C.UTF-8", "TERM=dumb", "NO_COLOR=1"}
 }
 
-func newHarness(t *testing.T, agent string, setup func(h *harness) []string) *harness {
+// newHarness starts a server for agent from dir (nil: the agents cache).
+func newHarness(t *testing.T, agent string, dir func(*testing.T) string, setup func(h *harness) []string) *harness {
 	t.Helper()
-	dir := requireAgent(t, agent)
+	if dir == nil {
+		dir = func(t *testing.T) string { return requireAgent(t, agent) }
+	}
+	dataDir := dir(t)
 	llm := fakellm.New()
 	t.Cleanup(llm.Close)
 	root := t.TempDir()
@@ -106,7 +110,7 @@ func newHarness(t *testing.T, agent string, setup func(h *harness) []string) *ha
 		}
 	}
 	env := append(baseEnv(h.home), setup(h)...)
-	h.url = startServer(t, dir, env, h.home)
+	h.url = startServer(t, dataDir, env, h.home)
 	return h
 }
 
@@ -158,6 +162,9 @@ func waitGroupGone(t *testing.T, pgid int) {
 // agentCase describes what one agent does, per the verified recipes.
 type agentCase struct {
 	agent string
+	// dataDir returns the data directory to run the agent from (nil: the
+	// agents cache).
+	dataDir func(*testing.T) string
 	setup func(h *harness) []string
 	// auth is the authenticate methodId to send before session/new.
 	auth string
@@ -185,7 +192,7 @@ func initialize(c *acpClient) map[string]any {
 }
 
 func runAgent(t *testing.T, tc agentCase) {
-	h := newHarness(t, tc.agent, tc.setup)
+	h := newHarness(t, tc.agent, tc.dataDir, tc.setup)
 	c := newClient(t, h.url, "e2e-"+tc.agent, tc.agent, h.cwd)
 	start := time.Now()
 	initRes := initialize(c)
@@ -394,10 +401,50 @@ func TestClaude(t *testing.T) {
 	t.Parallel()
 	// claude-agent-acp ≥0.49 runs Write and Bash inside Claude Code (with
 	// a permission request each) instead of delegating fs/* and terminal/*
-	// to the client as claude-code-acp 0.16 did.
+	// to the client as claude-code-acp 0.16 did (TestClaudeDelegatesToClient
+	// covers that path).
 	runAgent(t, agentCase{agent: "claude", setup: claudeEnv,
 		asksPermission: true, load: true,
 		mode: "acceptEdits", model: "haiku", modelSeen: "haiku"})
+}
+
+// TestClaudeDelegatesToClient runs Claude Code through the older adapter,
+// claude-code-acp 0.16.2 (installed from e2e/testdata by
+// scripts/install-test-agents.sh), which hands file writes and shell
+// commands to the client as fs/write_text_file and terminal/*: the
+// delegation paths of the protocol, end to end through the server.
+func TestClaudeDelegatesToClient(t *testing.T) {
+	t.Parallel()
+	runAgent(t, agentCase{agent: "claude", dataDir: legacyClaudeDir, setup: claudeEnv,
+		asksPermission: true, delegatesFS: true, terminal: true, load: true, mode: "acceptEdits"})
+}
+
+// legacyClaudeDir links the cached Claude install into a fresh data
+// directory whose launcher starts claude-code-acp 0.16.2 instead (any
+// executable at agent_processes/claude-acp is the agent).
+func legacyClaudeDir(t *testing.T) string {
+	t.Helper()
+	cache := requireAgent(t, "claude")
+	bin := filepath.Join(cache, "claude-code-acp", "node_modules", ".bin", "claude-code-acp")
+	if _, err := os.Stat(bin); err != nil {
+		msg := fmt.Sprintf("the legacy Claude adapter is not in the agents cache (%v): run scripts/install-test-agents.sh", err)
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip("skipping: " + msg)
+	}
+	dir := t.TempDir()
+	if err := agents.LinkAgent(cache, dir, "claude"); err != nil {
+		t.Fatal(err)
+	}
+	launcher := agents.NewManager(agents.Options{DataDir: dir, Env: []string{}}).LauncherPath("claude")
+	if err := os.Remove(launcher); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(launcher, []byte("#!/bin/sh\nexec '"+bin+"' \"$@\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 func TestCodex(t *testing.T) {

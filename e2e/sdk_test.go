@@ -23,7 +23,7 @@ func TestOfficialSDKDrivesClaude(t *testing.T) {
 		}
 		t.Skipf("skipping: %v (run `npm ci` in compat/)", err)
 	}
-	h := newHarness(t, "claude", claudeEnv)
+	h := newHarness(t, "claude", nil, claudeEnv)
 	cmd := exec.CommandContext(t.Context(), node, "claude.mjs")
 	cmd.Dir = filepath.Join("..", "compat")
 	cmd.Env = append(os.Environ(), "SANDBOX_AGENT_URL="+h.url, "SANDBOX_AGENT_TOKEN=", "COMPAT_DEADLINE_MS=60000")

@@ -59,4 +59,22 @@ for a in "${agents[@]}"; do
   echo "install-test-agents: $a ok"
 done
 echo "$want" > "$stamp"
+
+# The older Claude adapter (claude-code-acp 0.16.2) delegates file writes
+# and terminals to the client, which the current one does not; it is a test
+# fixture, installed from the lockfile in e2e/testdata with npm ci.
+legacy="$cache/claude-code-acp"
+lock=e2e/testdata/claude-code-acp/package-lock.json
+lwant=$(sha256sum "$lock" | cut -d' ' -f1)
+if [ ! -x "$legacy/node_modules/.bin/claude-code-acp" ] || [ "$(cat "$legacy/.lock.sha256" 2>/dev/null)" != "$lwant" ]; then
+  rm -rf "$legacy"
+  mkdir -p "$legacy"
+  cp e2e/testdata/claude-code-acp/package.json "$lock" "$legacy/"
+  if ! (cd "$legacy" && npm ci --no-audit --no-fund --loglevel=error >/dev/null); then
+    echo "install-test-agents: npm ci of the legacy Claude adapter ($lock) failed" >&2
+    exit 1
+  fi
+  echo "$lwant" > "$legacy/.lock.sha256"
+fi
+echo "install-test-agents: claude-code-acp (legacy adapter) ok"
 echo "install-test-agents: agents cached in $cache (SANDBOX_AGENT_E2E_AGENTS_DIR)"
