@@ -165,7 +165,7 @@ type agentCase struct {
 	// dataDir returns the data directory to run the agent from (nil: the
 	// agents cache).
 	dataDir func(*testing.T) string
-	setup func(h *harness) []string
+	setup   func(h *harness) []string
 	// auth is the authenticate methodId to send before session/new.
 	auth string
 	// asksPermission: writes go through session/request_permission.
