@@ -173,24 +173,36 @@ type outMsg struct {
 }
 
 // Stdout batching: lines already buffered are published together, copied
-// into shared slabs instead of one allocation each.
+// into shared slabs instead of one allocation each. An agent starts with a
+// small read buffer and first slab, so the many idle agents of a busy
+// server stay small; the first burst switches to the large sizes.
 const (
-	maxOutBatch  = 256
-	slabSize     = 64 << 10
-	maxSlabLine  = 16 << 10
-	readBufBytes = 32 << 10
+	maxOutBatch    = 256
+	firstSlabSize  = 4 << 10
+	slabSize       = 64 << 10
+	maxSlabLine    = 16 << 10
+	firstReadBytes = 4 << 10
+	readBufBytes   = 32 << 10
+	// burstLines in one batch marks an agent that writes faster than one
+	// small read at a time.
+	burstLines = 8
 )
 
 func (in *Instance) readStdout(r io.Reader) {
-	br := bufio.NewReaderSize(r, readBufBytes)
+	br := bufio.NewReaderSize(r, firstReadBytes)
+	large := false
 	var scratch []byte
-	var slab []byte // allocated on the first line: idle servers stay small
+	var slab []byte // allocated on the first line
 	keep := func(t []byte) []byte {
 		if len(t) > maxSlabLine {
 			return bytes.Clone(t)
 		}
 		if cap(slab)-len(slab) < len(t) {
-			slab = make([]byte, 0, slabSize)
+			size := slabSize
+			if slab == nil && !large {
+				size = max(firstSlabSize, len(t))
+			}
+			slab = make([]byte, 0, size)
 		}
 		start := len(slab)
 		slab = append(slab, t...)
@@ -201,6 +213,11 @@ func (in *Instance) readStdout(r io.Reader) {
 		line, tooLong, err := readLine(br, in.opts.MaxLineBytes, &scratch)
 		if m, ok := in.prepare(line, tooLong, keep); ok {
 			batch = append(batch, m)
+		}
+		if !large && len(batch) >= burstLines {
+			// The small reader keeps what it has buffered and passes
+			// the large reader's reads straight to the pipe from then on.
+			br, large = bufio.NewReaderSize(br, readBufBytes), true
 		}
 		if len(batch) > 0 && (err != nil || br.Buffered() == 0 || len(batch) == maxOutBatch) {
 			if in.flush(batch) != nil {
