@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -42,6 +43,7 @@ func (l fakeLauncher) Command(ctx context.Context, agent string) (*exec.Cmd, err
 //	hang            never respond
 //	die             write "dying now" to stderr, exit 3
 //	flood {n}       n notifications, then respond
+//	lines {pads}    a notification per pad length, then respond
 //	garbage         a non-JSON line, then respond
 //	perm            ask the client (id "perm-1"), respond with its answer
 //	child           start a grandchild `sleep 300`, respond with its pid
@@ -103,6 +105,13 @@ func fakeAgent() int {
 				out.WriteString(`{"jsonrpc":"2.0","method":"fake/flood","params":{"i":` + strconv.Itoa(i) + "}}\n")
 			}
 			send(map[string]any{"jsonrpc": "2.0", "id": msg.ID, "result": map[string]any{"n": p.N}})
+		case "lines": // one notification per requested pad length, then respond
+			var p struct{ Pads []int }
+			_ = json.Unmarshal(msg.Params, &p)
+			for i, n := range p.Pads {
+				out.WriteString(`{"jsonrpc":"2.0","method":"fake/line","params":{"i":` + strconv.Itoa(i) + `,"pad":"` + strings.Repeat("x", n) + `"}}` + "\n")
+			}
+			send(map[string]any{"jsonrpc": "2.0", "id": msg.ID, "result": map[string]any{"n": len(p.Pads)}})
 		case "garbage":
 			out.WriteString("this is not json\n")
 			send(map[string]any{"jsonrpc": "2.0", "id": msg.ID, "result": nil})

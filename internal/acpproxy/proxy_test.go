@@ -588,6 +588,33 @@ func TestTimedOutWriteKeepsFraming(t *testing.T) {
 	}
 }
 
+// TestLinesIntactAcrossReadBufferSizes: lines shorter and longer than the
+// first (small) read buffer and slab, before, across and after the switch
+// to the large ones, arrive whole and in order.
+func TestLinesIntactAcrossReadBufferSizes(t *testing.T) {
+	h := newHarness(t, Options{})
+	pads := []int{10, 5000, 20000, 100}                   // before any burst: small buffer, spans it
+	pads = append(pads, slices.Repeat([]int{300}, 40)...) // the burst
+	pads = append(pads, 70000, 3, 4090, 4100, 16400)      // after the switch
+	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": "lines", "params": map[string]any{"pads": pads}})
+	if r := h.rpc("ln", "fake", string(body)); r.status != 200 {
+		t.Fatalf("%+v", r)
+	}
+	c, _ := h.stream(t.Context(), "ln", nil)
+	for i, n := range pads {
+		m := c.next(t)
+		var p struct {
+			Params struct {
+				I   int
+				Pad string
+			}
+		}
+		if err := json.Unmarshal([]byte(m.data), &p); err != nil || m.method != "fake/line" || p.Params.I != i || len(p.Params.Pad) != n {
+			t.Fatalf("line %d (pad %d): method %q i %d pad %d err %v", i, n, m.method, p.Params.I, len(p.Params.Pad), err)
+		}
+	}
+}
+
 // BenchmarkACPRoundTrip: one POST /v1/acp request answered by an idle
 // agent, through the whole proxy (HTTP, stdin write, stdout routing).
 func BenchmarkACPRoundTrip(b *testing.B) {
