@@ -107,6 +107,8 @@ func newServerCmd(g *globalFlags) *cobra.Command {
 			_, goEnv := os.LookupEnv("GOMAXPROCS")
 			procs := serverProcs(f.maxProcs, goEnv, runtime.GOMAXPROCS(0))
 			if procs != runtime.GOMAXPROCS(0) {
+				// This also stops the runtime from following later changes
+				// of the cgroup CPU limit; a restart picks them up.
 				runtime.GOMAXPROCS(procs)
 			}
 			cfg := app.Config{
