@@ -47,6 +47,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newServerCmd(g), newMockAgentCmd(), newAPICmd(g),
 		newInstallAgentCmd(),
 		newCredentialsCmd(),
+		newDaemonCmd(g),
 	)
 	return root
 }
