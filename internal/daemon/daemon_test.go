@@ -1,10 +1,14 @@
 package daemon
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestFilesAndDialHost(t *testing.T) {
@@ -48,5 +52,48 @@ func TestIsDaemonChecksCommandLine(t *testing.T) {
 	}
 	if isDaemon(999999999, 4321) {
 		t.Error("a missing PID counted as running")
+	}
+}
+
+// TestStopEscalatesToSIGKILL: a daemon that ignores SIGTERM is killed after
+// StopTimeout and its files are removed.
+func TestStopEscalatesToSIGKILL(t *testing.T) {
+	dir := t.TempDir()
+	o := Options{DataDir: dir, Host: "127.0.0.1", Port: 4323, StopTimeout: 100 * time.Millisecond}
+	stubborn := exec.Command("sh", "-c", `trap "" TERM; echo ready; read x`, "sh", "server", "--port", "4323")
+	stdin, err := stubborn.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	out, err := stubborn.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stubborn.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = stubborn.Process.Kill(); _ = stubborn.Wait() }()
+	if _, err := out.Read(make([]byte, 6)); err != nil { // the trap is set
+		t.Fatal(err)
+	}
+	f := o.Files()
+	if err := os.MkdirAll(filepath.Dir(f.PID), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f.PID, []byte(strconv.Itoa(stubborn.Process.Pid)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st, err := Stop(t.Context(), o)
+	if err != nil || !st.Running {
+		t.Fatalf("stop: %+v %v", st, err)
+	}
+	err = stubborn.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("ended with %v, want SIGKILL", err)
+	}
+	if _, err := os.Stat(f.PID); !os.IsNotExist(err) {
+		t.Fatal("PID file left")
 	}
 }
