@@ -166,7 +166,9 @@ func (p *Provider) create(ctx context.Context) (string, error) {
 			"PortBindings": map[string][]portBinding{p.portKey(): {{HostIP: p.o.Host, HostPort: strconv.Itoa(hostPort)}}},
 		},
 	}
-	var created struct{ ID string `json:"Id"` }
+	var created struct {
+		ID string `json:"Id"`
+	}
 	_, err = p.eng.do(ctx, "create container", http.MethodPost, "/containers/create", nil, body, &created)
 	if notFound(err) {
 		// The image is not here yet: pull it once and try again.

@@ -25,7 +25,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer client.DestroySandbox(ctx) // stop (5 s) + remove
+	defer client.DestroySandbox(ctx)            // stop (5 s) + remove
 	fmt.Println("sandbox:", client.SandboxID()) // docker/<container id>; Start(…{SandboxID}) reconnects
 	session, err := client.CreateSession(ctx, sandboxagent.CreateSessionRequest{Agent: "mock"})
 	if err != nil {
