@@ -32,7 +32,7 @@ var (
 	ErrAgentExited = errors.New("sandboxagent: agent process exited while creating session")
 )
 
-// UnsupportedSessionCategoryError: no config option of that category.
+// UnsupportedSessionCategoryError reports that the session has no config option of that category.
 type UnsupportedSessionCategoryError struct {
 	SessionID           string
 	Category            string
@@ -44,7 +44,7 @@ func (e *UnsupportedSessionCategoryError) Error() string {
 		e.SessionID, e.Category, listOrNone(e.AvailableCategories))
 }
 
-// UnsupportedSessionValueError: the value is not one the option allows.
+// UnsupportedSessionValueError reports a value the config option does not allow.
 type UnsupportedSessionValueError struct {
 	SessionID      string
 	Category       string
@@ -58,7 +58,7 @@ func (e *UnsupportedSessionValueError) Error() string {
 		e.SessionID, e.RequestedValue, e.Category, e.ConfigID, listOrNone(e.AllowedValues))
 }
 
-// UnsupportedSessionConfigOptionError: unknown config option id.
+// UnsupportedSessionConfigOptionError reports an unknown config option id.
 type UnsupportedSessionConfigOptionError struct {
 	SessionID          string
 	ConfigID           string
@@ -70,8 +70,8 @@ func (e *UnsupportedSessionConfigOptionError) Error() string {
 		e.SessionID, e.ConfigID, listOrNone(e.AvailableConfigIDs))
 }
 
-// UnsupportedPermissionReplyError: the agent offered no option for the
-// reply. The agent's request is answered with an error.
+// UnsupportedPermissionReplyError reports that the agent offered no option
+// for the reply. The agent's request is answered with an error.
 type UnsupportedPermissionReplyError struct {
 	PermissionID     string
 	RequestedReply   PermissionReply
@@ -87,7 +87,8 @@ func (e *UnsupportedPermissionReplyError) Error() string {
 		e.PermissionID, e.RequestedReply, listOrNone(av))
 }
 
-// SandboxDestroyedError: a provider's Reconnect found the sandbox gone.
+// SandboxDestroyedError reports that a provider found the sandbox gone
+// (Reconnect, EnsureServer or URL).
 type SandboxDestroyedError struct {
 	SandboxID string // raw id
 	Provider  string
