@@ -246,6 +246,22 @@ func (h *Handler) writeFile(w http.ResponseWriter, r *http.Request) {
 	}
 	bp := h.bufs.Get().(*[]byte)
 	defer h.bufs.Put(bp)
+	if sb, answer, ok := hijackUpload(w, r); ok {
+		// Content-Length is within the limit (checked above) and exactly
+		// that many bytes are read.
+		n, err := writeAtomic(p, sb, *bp)
+		if err != nil && sb.short {
+			h.log.Info("upload cut off", "path", p, "bytes", n, "error", err)
+		}
+		answer(func(w http.ResponseWriter) {
+			if err != nil {
+				httpjson.Error(w, err)
+				return
+			}
+			httpjson.Write(w, http.StatusOK, writeResponse{Path: p, BytesWritten: n})
+		})
+		return
+	}
 	n, err := writeAtomic(p, body, *bp)
 	if err != nil {
 		httpjson.Error(w, err)

@@ -31,6 +31,32 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 // writerOnly hides *os.File's ReadFrom so io.CopyBuffer uses our buffer.
 type writerOnly struct{ io.Writer }
 
+// bodyReadError wraps a failure on the request-body side of a copy.
+type bodyReadError struct{ err error }
+
+func (e *bodyReadError) Error() string { return e.err.Error() }
+func (e *bodyReadError) Unwrap() error { return e.err }
+
+// copyInto copies body into f: a hijacked upload is spliced from its
+// socket, anything else goes through buf. Body-side failures come back as
+// *bodyReadError.
+func copyInto(f *os.File, body io.Reader, buf []byte) (int64, error) {
+	if sb, ok := body.(*spliceBody); ok {
+		n, err := sb.writeTo(f)
+		var se *spliceReadError
+		if errors.As(err, &se) {
+			return n, &bodyReadError{sb.describe(se.err)}
+		}
+		return n, err
+	}
+	br := &bodyReader{r: body}
+	n, err := io.CopyBuffer(writerOnly{f}, br, buf)
+	if err != nil && br.err != nil {
+		return n, &bodyReadError{br.err}
+	}
+	return n, err
+}
+
 // bodyError maps a request-body read failure to upstream's text answers.
 func bodyError(err error) error {
 	var mbe *http.MaxBytesError
@@ -119,11 +145,11 @@ func writeAtomic(p string, body io.Reader, buf []byte) (int64, error) {
 			_ = os.Remove(tmp)
 		}
 	}()
-	br := &bodyReader{r: body}
-	n, err := io.CopyBuffer(writerOnly{f}, br, buf)
+	n, err := copyInto(f, body, buf)
 	if err != nil {
-		if br.err != nil {
-			return n, bodyError(br.err)
+		var be *bodyReadError
+		if errors.As(err, &be) {
+			return n, bodyError(be.err)
 		}
 		return n, fsError(p, err)
 	}
