@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 )
@@ -26,6 +27,13 @@ const (
 // ErrHealthTimeout is wrapped by the error of a health gate that ran out of
 // time.
 var ErrHealthTimeout = errors.New("sandboxagent: timed out waiting for sandbox-agent health")
+
+// ErrUnauthorized is wrapped by the error of a health gate whose server
+// answered 401 or 403: it is up but refuses the token, which waiting or
+// EnsureServer cannot fix (upstream keeps retrying, counting it toward
+// ensureServer). The *Error with the server's problem document is wrapped
+// too.
+var ErrUnauthorized = errors.New("sandboxagent: the server refused the token")
 
 // HealthOptions configure the health gate. Every API call and every ACP
 // connection waits for the gate; the gate runs at Connect and again whenever
@@ -170,6 +178,10 @@ func (g *healthGate) run(ctx context.Context) error {
 		cancel()
 		if err == nil {
 			return nil
+		}
+		var apiErr *Error
+		if errors.As(err, &apiErr) && (apiErr.Status == http.StatusUnauthorized || apiErr.Status == http.StatusForbidden) {
+			return fmt.Errorf("%w at %s (HTTP %d; check the token): %w", ErrUnauthorized, g.c.baseURL, apiErr.Status, err)
 		}
 		if timedOut {
 			err = fmt.Errorf("health check timed out after %s: %w", g.opts.AttemptTimeout, err)

@@ -184,3 +184,21 @@ func TestHealthErrorNotSticky(t *testing.T) {
 		t.Fatalf("second run: %v", err)
 	}
 }
+
+// TestHealthRefusedTokenFailsFast: a 401 is not a server that is down; the
+// gate stops at once (no EnsureServer, no backoff) with a clear error.
+func TestHealthRefusedTokenFailsFast(t *testing.T) {
+	for _, status := range []int{401, 403} {
+		r := newGateRig(t, HealthOptions{}, true, func(int, context.Context) error {
+			return &Error{Status: status, Problem: &Problem{Title: "Unauthorized"}}
+		})
+		err := <-r.drive(t, 0)
+		var apiErr *Error
+		if !errors.Is(err, ErrUnauthorized) || !errors.As(err, &apiErr) || apiErr.Status != status || !strings.Contains(err.Error(), "check the token") {
+			t.Fatalf("%d: err = %v", status, err)
+		}
+		if len(r.checks) != 1 || len(r.ensures) != 0 {
+			t.Fatalf("%d: checks %v, ensures %v", status, r.checks, r.ensures)
+		}
+	}
+}

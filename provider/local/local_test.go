@@ -85,6 +85,14 @@ func TestStartPromptDestroy(t *testing.T) {
 		t.Fatalf("anonymous health: %v", err)
 	}
 	_ = anon.Close(ctx)
+	// With a wrong token the health gate stops at once instead of waiting
+	// out its timeout.
+	if wrong, err := sandboxagent.Connect(ctx, sandboxagent.Options{BaseURL: c.BaseURL(), Token: "wrong"}); !errors.Is(err, sandboxagent.ErrUnauthorized) {
+		if wrong != nil {
+			_ = wrong.Close(ctx)
+		}
+		t.Fatalf("wrong token: %v", err)
+	}
 	if err := c.DestroySandbox(ctx); err != nil {
 		t.Fatal(err)
 	}
