@@ -551,7 +551,11 @@ func TestAgentNotReadingStdinTimesOut(t *testing.T) {
 // not reading gets 504, yet its line is delivered whole once the agent reads
 // again, and the lines after it stay framed.
 func TestTimedOutWriteKeepsFraming(t *testing.T) {
-	h := newHarness(t, Options{RequestTimeout: 200 * time.Millisecond})
+	// The paused agent cannot take the big line, so its write times out
+	// whatever the timeout; the timeout only has to leave the agent (a
+	// race-instrumented test binary parsing 1 MiB of JSON) time to answer
+	// the request after it.
+	h := newHarness(t, Options{RequestTimeout: 2 * time.Second})
 	r := h.rpc("fr", "fake", `{"jsonrpc":"2.0","id":1,"method":"pause"}`)
 	var res struct{ Result struct{ PID int } }
 	if r.status != 200 || json.Unmarshal([]byte(r.body), &res) != nil || res.Result.PID == 0 {
