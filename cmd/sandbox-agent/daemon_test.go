@@ -226,3 +226,21 @@ func TestDaemonWithToken(t *testing.T) {
 		t.Fatal("daemon alive after stop")
 	}
 }
+
+// TestDaemonInheritsEnvRequestLog: SANDBOX_AGENT_LOG_HTTP reaches the
+// daemon's server, whose log then has the start's own health checks.
+func TestDaemonInheritsEnvRequestLog(t *testing.T) {
+	d := newDaemonEnv(t)
+	cmd := exec.Command(bin, "daemon", "start", "--port", strconv.Itoa(d.port), "--data-dir", d.data)
+	cmd.Env = append(os.Environ(), "HOME="+t.TempDir(), "SANDBOX_AGENT_LOG_HTTP=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("start: %v %s", err, out)
+	}
+	if out, _ := d.run("daemon", "stop"); !strings.Contains(out, "daemon stopped") {
+		t.Fatalf("stop: %q", out)
+	}
+	log, _ := os.ReadFile(d.file("log"))
+	if !strings.Contains(string(log), `msg="http request" method=GET path=/v1/health status=200`) {
+		t.Fatalf("no request line in the daemon log:\n%s", log)
+	}
+}

@@ -33,6 +33,8 @@ type serverFlags struct {
 	requestTimeout time.Duration
 	dataDir        string
 	maxProcs       int
+	logHTTP        bool
+	logHTTPHeaders bool
 }
 
 // envDefaults lets every server flag come from the environment; an explicit
@@ -51,6 +53,8 @@ var serverEnv = map[string]string{
 	"allowed-host":           "SANDBOX_AGENT_ALLOWED_HOSTS",
 	"data-dir":               "SANDBOX_AGENT_DATA_DIR",
 	"max-procs":              "SANDBOX_AGENT_MAX_PROCS",
+	"log-http":               "SANDBOX_AGENT_LOG_HTTP",
+	"log-http-headers":       "SANDBOX_AGENT_LOG_HTTP_HEADERS",
 }
 
 func applyEnv(fs *pflag.FlagSet, env map[string]string) error {
@@ -123,6 +127,8 @@ func newServerCmd(g *globalFlags) *cobra.Command {
 					CORSCredentials: f.corsCreds,
 					MaxBodyBytes:    f.maxBodyBytes,
 					AllowedHosts:    f.allowedHosts,
+					LogHTTP:         f.logHTTP,
+					LogHTTPHeaders:  f.logHTTPHeaders,
 				},
 				Agents: agents.Options{DataDir: f.dataDir, RequirePreinstall: agents.EnvRequirePreinstall()},
 			}
@@ -154,6 +160,8 @@ func newServerCmd(g *globalFlags) *cobra.Command {
 	fs.Int64Var(&f.maxBodyBytes, "max-body-bytes", server.DefaultMaxBodyBytes, "limit for buffered JSON request bodies")
 	fs.StringArrayVar(&f.allowedHosts, "allowed-host", nil, "accept only requests whose Host is listed (DNS-rebinding guard; repeatable)")
 	fs.DurationVar(&f.requestTimeout, "acp-request-timeout", 5*time.Minute, "how long an ACP request may wait for the agent before 504 (env SANDBOX_AGENT_ACP_REQUEST_TIMEOUT_MS)")
+	fs.BoolVar(&f.logHTTP, "log-http", false, "log every finished request: method, path, status, bytes, duration (tokens redacted)")
+	fs.BoolVar(&f.logHTTPHeaders, "log-http-headers", false, "also log request headers (Authorization, cookies and API keys redacted); implies --log-http")
 	fs.IntVar(&f.maxProcs, "max-procs", 0, "OS threads running Go code at once (0: half the CPUs the runtime sees, at least 1, unless GOMAXPROCS is set)")
 	fs.StringVar(&f.dataDir, "data-dir", "", "data directory for installed agents (default $XDG_DATA_HOME/sandbox-agent or ~/.local/share/sandbox-agent)")
 	return cmd

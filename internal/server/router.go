@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/sandbox-agent-go/sandbox-agent/internal/problem"
 )
@@ -52,6 +53,10 @@ type Config struct {
 	AllowedHosts []string
 
 	Logger *slog.Logger
+	// LogHTTP logs every finished request (method, path, status, bytes,
+	// duration; tokens redacted); LogHTTPHeaders adds the request headers
+	// (secrets redacted).
+	LogHTTP, LogHTTPHeaders bool
 }
 
 // ErrInvalidCORS reports a CORS flag combination browsers cannot honour.
@@ -132,6 +137,12 @@ func joinOrStar(v []string) string {
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.cfg.LogHTTP || h.cfg.LogHTTPHeaders {
+		rec := &statusRecorder{ResponseWriter: w}
+		start := time.Now()
+		defer func() { logRequest(h.cfg.Logger, h.cfg.LogHTTPHeaders, r, rec, time.Since(start)) }()
+		w = rec
+	}
 	if len(h.cfg.AllowedHosts) > 0 && !h.hostAllowed(r.Host) {
 		problem.Write(w, problem.Forbidden("host "+r.Host+" is not in the allowed host list"))
 		return
