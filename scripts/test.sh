@@ -51,4 +51,12 @@ fuzz FuzzParseMatchesDecoder ./acp "${FUZZ_PARSE:-300000x}"
 
 step "static build"
 CGO_ENABLED=0 go build -o /dev/null ./cmd/sandbox-agent
+
+# The server also builds for macOS (a local provider on a developer's Mac),
+# and the Go SDK an application imports builds for macOS and Windows too.
+step "cross builds"
+CGO_ENABLED=0 GOOS=darwin GOARCH=arm64 go build -o /dev/null ./cmd/sandbox-agent
+for os in darwin windows; do
+  CGO_ENABLED=0 GOOS=$os GOARCH=amd64 go build . ./acp/... ./persist/... ./provider/...
+done
 echo "all tests passed"

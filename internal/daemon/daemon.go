@@ -9,7 +9,6 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -26,7 +25,6 @@ import (
 	"time"
 
 	"github.com/gofrs/flock"
-	"golang.org/x/sys/unix"
 )
 
 // Defaults.
@@ -115,35 +113,6 @@ func Status(o Options) (State, error) {
 		st.Version = strings.TrimSpace(string(v))
 	}
 	return st, nil
-}
-
-// isDaemon reports whether pid is a live (not zombie) `server` process
-// listening on port, judged from /proc.
-func isDaemon(pid, port int) bool {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	// The state follows the parenthesised command name, which may itself
-	// contain spaces or parentheses.
-	if i := bytes.LastIndexByte(stat, ')'); i < 0 || i+2 >= len(stat) || stat[i+2] == 'Z' || stat[i+2] == 'X' {
-		return false
-	}
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return false
-	}
-	args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
-	server, onPort := false, false
-	for i, a := range args {
-		if a == "server" {
-			server = true
-		}
-		if (a == "--port" || a == "-p") && i+1 < len(args) && args[i+1] == strconv.Itoa(port) {
-			onPort = true
-		}
-	}
-	return server && onPort
 }
 
 // lock serialises start and stop of one daemon across processes.
@@ -340,52 +309,12 @@ func stop(ctx context.Context, o Options, st State) error {
 	if timeout <= 0 {
 		timeout = DefaultStopTimeout
 	}
-	// A pidfd pins the process: the signals below cannot reach another
-	// process that reused the PID.
-	pidfd, err := unix.PidfdOpen(st.PID, 0)
-	if errors.Is(err, unix.ESRCH) { // exited since Status looked
-		_ = os.Remove(st.Files.PID)
-		_ = os.Remove(st.Files.Version)
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("open pidfd for %d: %w", st.PID, err)
-	}
-	defer unix.Close(pidfd)
-	if err := unix.PidfdSendSignal(pidfd, unix.SIGTERM, nil, 0); err != nil && !errors.Is(err, unix.ESRCH) {
-		return fmt.Errorf("SIGTERM %d: %w", st.PID, err)
-	}
-	if !waitExit(ctx, pidfd, timeout) {
-		_ = unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0)
-		if !waitExit(ctx, pidfd, 5*time.Second) {
-			return fmt.Errorf("daemon (PID %d) did not exit after SIGKILL", st.PID)
-		}
+	if err := terminate(ctx, st.PID, timeout); err != nil {
+		return err
 	}
 	_ = os.Remove(st.Files.PID)
 	_ = os.Remove(st.Files.Version)
 	return nil
-}
-
-// waitExit waits until the process behind pidfd has exited (a pidfd turns
-// readable then, zombie or not), for at most d or until ctx ends.
-func waitExit(ctx context.Context, pidfd int, d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for {
-		left := time.Until(deadline)
-		if left <= 0 || ctx.Err() != nil {
-			return false
-		}
-		// Short slices keep ctx responsive without a goroutine.
-		ms := int(min(left, 100*time.Millisecond) / time.Millisecond)
-		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
-		n, err := unix.Poll(fds, max(ms, 1))
-		if err != nil && !errors.Is(err, unix.EINTR) {
-			return false
-		}
-		if n > 0 {
-			return true
-		}
-	}
 }
 
 // writeAtomic replaces path with content via a temporary sibling.
