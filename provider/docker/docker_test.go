@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	sandboxagent "github.com/sandbox-agent-go/sandbox-agent"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/sessiontest"
 	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/testbin"
 	"github.com/sandbox-agent-go/sandbox-agent/provider/docker"
 )
@@ -166,22 +167,7 @@ func TestEnsureServerRestartsDeadContainer(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The server dies mid-prompt: that prompt fails at once.
-	chunk := make(chan struct{}, 1)
-	unsub := s.OnEvent(func(ev sandboxagent.SessionEvent) {
-		if strings.Contains(string(ev.Payload), "agent_message_chunk") {
-			select {
-			case chunk <- struct{}{}:
-			default:
-			}
-		}
-	})
-	errc := make(chan error, 1)
-	go func() {
-		_, err := s.Prompt(ctx, "SLOW")
-		errc <- err
-	}()
-	<-chunk
-	unsub()
+	errc := sessiontest.SlowPromptInFlight(ctx, s)
 	id := strings.TrimPrefix(c.SandboxID(), "docker/")
 	f.crash(t, id)
 	if err := <-errc; !errors.Is(err, sandboxagent.ErrConnectionLost) {

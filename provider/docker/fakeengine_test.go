@@ -52,13 +52,13 @@ func newFakeEngine(t *testing.T, bin string) *fakeEngine {
 	f := &fakeEngine{t: t, bin: bin, images: map[string]bool{}, pullable: map[string]bool{}, containers: map[string]*fakeContainer{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1.41/containers/create", f.create)
-	mux.HandleFunc("POST /v1.41/containers/{id}/start", f.start)
-	mux.HandleFunc("GET /v1.41/containers/{id}/json", f.inspect)
-	mux.HandleFunc("POST /v1.41/containers/{id}/stop", f.stop)
-	mux.HandleFunc("POST /v1.41/containers/{id}/kill", f.kill)
-	mux.HandleFunc("POST /v1.41/containers/{id}/pause", f.pause)
-	mux.HandleFunc("POST /v1.41/containers/{id}/unpause", f.unpause)
-	mux.HandleFunc("DELETE /v1.41/containers/{id}", f.remove)
+	mux.HandleFunc("POST /v1.41/containers/{id}/start", f.containerHandler(f.start))
+	mux.HandleFunc("GET /v1.41/containers/{id}/json", f.containerHandler(f.inspect))
+	mux.HandleFunc("POST /v1.41/containers/{id}/stop", f.containerHandler(f.stop))
+	mux.HandleFunc("POST /v1.41/containers/{id}/kill", f.containerHandler(f.kill))
+	mux.HandleFunc("POST /v1.41/containers/{id}/pause", f.containerHandler(f.pause))
+	mux.HandleFunc("POST /v1.41/containers/{id}/unpause", f.containerHandler(f.unpause))
+	mux.HandleFunc("DELETE /v1.41/containers/{id}", f.containerHandler(f.remove))
 	mux.HandleFunc("POST /v1.41/images/create", f.pull)
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
@@ -87,12 +87,19 @@ func engineError(w http.ResponseWriter, status int, msg string) {
 	_ = json.NewEncoder(w).Encode(map[string]string{"message": msg})
 }
 
-func (f *fakeEngine) get(w http.ResponseWriter, r *http.Request) *fakeContainer {
-	c := f.containers[r.PathValue("id")]
-	if c == nil {
-		engineError(w, http.StatusNotFound, "No such container: "+r.PathValue("id"))
+// containerHandler looks the {id} container up under the lock (404 as the
+// Engine answers) and runs h with it.
+func (f *fakeEngine) containerHandler(h func(http.ResponseWriter, *http.Request, *fakeContainer)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		c := f.containers[r.PathValue("id")]
+		if c == nil {
+			engineError(w, http.StatusNotFound, "No such container: "+r.PathValue("id"))
+			return
+		}
+		h(w, r, c)
 	}
-	return c
 }
 
 func (f *fakeEngine) create(w http.ResponseWriter, r *http.Request) {
@@ -145,13 +152,7 @@ func (c *fakeContainer) running() bool {
 	}
 }
 
-func (f *fakeEngine) start(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	c := f.get(w, r)
-	if c == nil {
-		return
-	}
+func (f *fakeEngine) start(w http.ResponseWriter, r *http.Request, c *fakeContainer) {
 	if c.running() {
 		w.WriteHeader(http.StatusNotModified)
 		return
@@ -179,13 +180,7 @@ func (f *fakeEngine) start(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func (f *fakeEngine) inspect(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	c := f.get(w, r)
-	if c == nil {
-		return
-	}
+func (f *fakeEngine) inspect(w http.ResponseWriter, r *http.Request, c *fakeContainer) {
 	status := "exited"
 	if c.proc == nil {
 		status = "created"
@@ -221,13 +216,7 @@ func (f *fakeEngine) stopProc(c *fakeContainer, grace time.Duration) {
 	c.paused = false
 }
 
-func (f *fakeEngine) stop(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	c := f.get(w, r)
-	if c == nil {
-		return
-	}
+func (f *fakeEngine) stop(w http.ResponseWriter, r *http.Request, c *fakeContainer) {
 	if !c.running() {
 		w.WriteHeader(http.StatusNotModified)
 		return
@@ -241,13 +230,7 @@ func (f *fakeEngine) stop(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func (f *fakeEngine) kill(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	c := f.get(w, r)
-	if c == nil {
-		return
-	}
+func (f *fakeEngine) kill(w http.ResponseWriter, r *http.Request, c *fakeContainer) {
 	if !c.running() {
 		engineError(w, http.StatusConflict, "container "+c.id+" is not running")
 		return
@@ -257,13 +240,7 @@ func (f *fakeEngine) kill(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func (f *fakeEngine) pause(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	c := f.get(w, r)
-	if c == nil {
-		return
-	}
+func (f *fakeEngine) pause(w http.ResponseWriter, r *http.Request, c *fakeContainer) {
 	if !c.running() {
 		engineError(w, http.StatusConflict, "container "+c.id+" is not running")
 		return
@@ -273,13 +250,7 @@ func (f *fakeEngine) pause(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func (f *fakeEngine) unpause(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	c := f.get(w, r)
-	if c == nil {
-		return
-	}
+func (f *fakeEngine) unpause(w http.ResponseWriter, r *http.Request, c *fakeContainer) {
 	if !c.paused {
 		engineError(w, http.StatusConflict, "container "+c.id+" is not paused")
 		return
@@ -289,13 +260,7 @@ func (f *fakeEngine) unpause(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func (f *fakeEngine) remove(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	c := f.get(w, r)
-	if c == nil {
-		return
-	}
+func (f *fakeEngine) remove(w http.ResponseWriter, r *http.Request, c *fakeContainer) {
 	if c.running() && r.URL.Query().Get("force") != "true" {
 		engineError(w, http.StatusConflict, "container is running: stop the container before removing or force remove")
 		return

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	sandboxagent "github.com/sandbox-agent-go/sandbox-agent"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/sessiontest"
 	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/testbin"
 	"github.com/sandbox-agent-go/sandbox-agent/provider/local"
 )
@@ -116,22 +117,7 @@ func TestEnsureServerRecoversKilledServer(t *testing.T) {
 	if _, err := s.Prompt(ctx, "remember me"); err != nil {
 		t.Fatal(err)
 	}
-	chunk := make(chan struct{}, 1)
-	unsub := s.OnEvent(func(ev sandboxagent.SessionEvent) {
-		if strings.Contains(string(ev.Payload), "agent_message_chunk") {
-			select {
-			case chunk <- struct{}{}:
-			default:
-			}
-		}
-	})
-	errc := make(chan error, 1)
-	go func() {
-		_, err := s.Prompt(ctx, "SLOW")
-		errc <- err
-	}()
-	<-chunk
-	unsub()
+	errc := sessiontest.SlowPromptInFlight(ctx, s)
 	rawID := strings.TrimPrefix(c.SandboxID(), "local/")
 	killed := time.Now()
 	if err := p.Kill(ctx, rawID); err != nil {

@@ -1,0 +1,36 @@
+// Package sessiontest holds helpers for tests that drive SDK sessions
+// against a real server, such as the providers' recovery tests.
+package sessiontest
+
+import (
+	"context"
+	"strings"
+
+	sandboxagent "github.com/sandbox-agent-go/sandbox-agent"
+)
+
+// SlowPromptInFlight starts a prompt that makes the mock agent stream
+// slowly and returns once its first chunk has arrived, so the turn is
+// certainly in flight. The prompt's error arrives on the channel.
+func SlowPromptInFlight(ctx context.Context, s *sandboxagent.Session) <-chan error {
+	chunk := make(chan struct{}, 1)
+	unsub := s.OnEvent(func(ev sandboxagent.SessionEvent) {
+		if strings.Contains(string(ev.Payload), "agent_message_chunk") {
+			select {
+			case chunk <- struct{}{}:
+			default:
+			}
+		}
+	})
+	errc := make(chan error, 1)
+	go func() {
+		_, err := s.Prompt(ctx, "SLOW")
+		errc <- err
+	}()
+	select {
+	case <-chunk:
+	case <-ctx.Done():
+	}
+	unsub()
+	return errc
+}
