@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -28,6 +29,10 @@ func (f *daemonFlags) options(g *globalFlags) (daemon.Options, error) {
 	dir := f.dataDir
 	var serverArgs []string
 	if dir != "" {
+		// The daemon runs from /, so a relative directory would move.
+		if dir, err = filepath.Abs(dir); err != nil {
+			return daemon.Options{}, err
+		}
 		serverArgs = append(serverArgs, "--data-dir", dir)
 	} else {
 		dir = agents.DefaultDataDir()

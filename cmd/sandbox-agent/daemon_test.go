@@ -244,3 +244,28 @@ func TestDaemonInheritsEnvRequestLog(t *testing.T) {
 		t.Fatalf("no request line in the daemon log:\n%s", log)
 	}
 }
+
+// TestDaemonRelativeDataDir: the daemon runs from /, so a relative
+// --data-dir is resolved against the caller's directory first.
+func TestDaemonRelativeDataDir(t *testing.T) {
+	port := strconv.Itoa(freePort(t))
+	base := t.TempDir()
+	start := exec.Command(bin, "daemon", "start", "--port", port, "--data-dir", "rel")
+	start.Dir, start.Env = base, append(os.Environ(), "HOME="+t.TempDir())
+	if out, err := start.CombinedOutput(); err != nil || !strings.Contains(string(out), filepath.Join(base, "rel", "daemon")) {
+		t.Fatalf("start: %v %s", err, out)
+	}
+	t.Cleanup(func() {
+		_ = exec.Command(bin, "daemon", "stop", "--port", port, "--data-dir", filepath.Join(base, "rel")).Run()
+	})
+	// The server got the absolute directory.
+	pid, _ := os.ReadFile(filepath.Join(base, "rel", "daemon", "daemon-127-0-0-1-"+port+".pid"))
+	cmdline, _ := os.ReadFile("/proc/" + strings.TrimSpace(string(pid)) + "/cmdline")
+	if !strings.Contains(string(cmdline), "--data-dir\x00"+filepath.Join(base, "rel")+"\x00") {
+		t.Errorf("server command line %q", cmdline)
+	}
+	stop := exec.Command(bin, "daemon", "stop", "--port", port, "--data-dir", filepath.Join(base, "rel"))
+	if out, err := stop.CombinedOutput(); err != nil || !strings.Contains(string(out), "daemon stopped") {
+		t.Fatalf("stop: %v %s", err, out)
+	}
+}
