@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/coder/quartz"
 )
@@ -51,6 +52,12 @@ type Options struct {
 	ReplayMaxChars  int
 	// Health configures the health gate.
 	Health HealthOptions
+	// StreamIdleTimeout: an ACP event stream silent for this long (the
+	// server sends a heartbeat every 15 s) is resumed, and if the server
+	// cannot be reached the connection counts as lost, so a sandbox that
+	// went to sleep is noticed and brought back through the health gate.
+	// Zero selects 45 s; negative disables.
+	StreamIdleTimeout time.Duration
 	// Logger receives warnings (health waits, failed persistence);
 	// default slog.Default().
 	Logger *slog.Logger
@@ -76,6 +83,7 @@ type Client struct {
 
 	replayMaxEvents int
 	replayMaxChars  int
+	streamIdle      time.Duration
 
 	provider   SandboxProvider
 	providerID string
@@ -121,6 +129,7 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 		clock:           opts.clock,
 		replayMaxEvents: opts.ReplayMaxEvents,
 		replayMaxChars:  opts.ReplayMaxChars,
+		streamIdle:      opts.StreamIdleTimeout,
 		provider:        opts.provider,
 		providerID:      opts.providerID,
 		sandboxID:       opts.sandboxID,

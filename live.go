@@ -122,6 +122,7 @@ func (c *Client) newLive(agent string) (*liveConn, error) {
 		Observe:        l.observe,
 		OnRequest:      l.onRequest,
 		OnNotification: l.onNotification,
+		IdleTimeout:    c.streamIdle,
 	})
 	if err != nil {
 		return nil, err

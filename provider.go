@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // SandboxProvider provisions sandboxes that run sandbox-agent. Name must
@@ -83,8 +84,10 @@ type StartOptions struct {
 	Store           SessionStore
 	ReplayMaxEvents int
 	ReplayMaxChars  int
-	Health          HealthOptions
-	Logger          *slog.Logger
+	// StreamIdleTimeout is Options.StreamIdleTimeout.
+	StreamIdleTimeout time.Duration
+	Health            HealthOptions
+	Logger            *slog.Logger
 }
 
 // ParseSandboxID splits "<provider>/<rawId>" at the first slash.
@@ -148,7 +151,8 @@ func connectProvider(ctx context.Context, p SandboxProvider, rawID string, opts 
 	o := Options{
 		Token: opts.Token, Headers: opts.Headers, HTTPClient: opts.HTTPClient, Store: opts.Store,
 		ReplayMaxEvents: opts.ReplayMaxEvents, ReplayMaxChars: opts.ReplayMaxChars, Health: opts.Health,
-		provider: p, providerID: rawID, sandboxID: p.Name() + "/" + rawID,
+		StreamIdleTimeout: opts.StreamIdleTimeout,
+		provider:          p, providerID: rawID, sandboxID: p.Name() + "/" + rawID,
 	}
 	o.Logger = opts.Logger
 	if hp, ok := p.(HTTPClientProvider); ok && o.HTTPClient == nil {

@@ -33,7 +33,10 @@ const (
 	DefaultReconnectDelay = 150 * time.Millisecond
 	DefaultCloseTimeout   = 2 * time.Second
 	DefaultInlineGrace    = 2 * time.Second
-	dedupeWindow          = 2048
+	// DefaultIdleTimeout is three missed SSE heartbeats (the server sends
+	// one every 15 s).
+	DefaultIdleTimeout = 45 * time.Second
+	dedupeWindow       = 2048
 )
 
 // Errors reported by Err and by failed calls (test with errors.Is).
@@ -145,6 +148,14 @@ type Options struct {
 	ReconnectDelay time.Duration
 	// CloseTimeout bounds the DELETE sent by Close.
 	CloseTimeout time.Duration
+	// IdleTimeout: an SSE stream that delivers nothing (not even a
+	// heartbeat) for this long, or a stream request that gets no answer
+	// in that time, is abandoned and resumed with Last-Event-ID; if the
+	// server cannot be reached the connection is lost. It detects a peer
+	// that vanished without closing the connection (a sandbox put to sleep,
+	// a dropped network path), which TCP alone notices only after minutes.
+	// Default DefaultIdleTimeout; negative disables.
+	IdleTimeout time.Duration
 	// InlineGrace is how long a call whose response came back in the POST
 	// body waits for the same response on the ordered SSE stream (so
 	// every notification the agent sent before it is dispatched first).
@@ -202,6 +213,9 @@ func New(o Options) (*Conn, error) {
 	}
 	if o.InlineGrace <= 0 {
 		o.InlineGrace = DefaultInlineGrace
+	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = DefaultIdleTimeout
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Conn{
@@ -452,7 +466,17 @@ func (c *Conn) sseLoop() {
 // sseOnceRead reads one SSE response until it ends. A clean end returns
 // (true, nil).
 func (c *Conn) sseOnceRead(lastID *string) (bool, error) {
-	req, err := http.NewRequestWithContext(c.ctx, http.MethodGet, c.url, nil)
+	ctx, cancel := context.WithCancel(c.ctx)
+	defer cancel()
+	// The idle timer covers the wait for the answer and every gap between
+	// bytes of the stream after it.
+	var stalled atomic.Bool
+	var idle *time.Timer
+	if c.o.IdleTimeout > 0 {
+		idle = time.AfterFunc(c.o.IdleTimeout, func() { stalled.Store(true); cancel() })
+		defer idle.Stop()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url, nil)
 	if err != nil {
 		return false, err
 	}
@@ -463,6 +487,9 @@ func (c *Conn) sseOnceRead(lastID *string) (bool, error) {
 	}
 	resp, err := c.o.HTTPClient.Do(req)
 	if err != nil {
+		if stalled.Load() {
+			return false, fmt.Errorf("SSE: no answer within %s", c.o.IdleTimeout)
+		}
 		return false, fmt.Errorf("SSE: %w", err)
 	}
 	defer resp.Body.Close()
@@ -470,12 +497,19 @@ func (c *Conn) sseOnceRead(lastID *string) (bool, error) {
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		return false, &HTTPError{Method: "GET", Status: resp.StatusCode, Problem: json.RawMessage(bytes.TrimSpace(data))}
 	}
-	r := sse.NewReader(resp.Body)
+	var body io.Reader = resp.Body
+	if idle != nil {
+		body = &activityReader{r: resp.Body, t: idle, d: c.o.IdleTimeout}
+	}
+	r := sse.NewReader(body)
 	for {
 		ev, err := r.Next()
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				return true, nil
+			}
+			if stalled.Load() && c.ctx.Err() == nil {
+				return true, nil // silent for too long: resume from lastID
 			}
 			if c.ctx.Err() != nil {
 				return false, nil
@@ -490,6 +524,21 @@ func (c *Conn) sseOnceRead(lastID *string) (bool, error) {
 		}
 		c.receive(ev.Data)
 	}
+}
+
+// activityReader pushes the idle deadline back whenever bytes arrive.
+type activityReader struct {
+	r io.Reader
+	t *time.Timer
+	d time.Duration
+}
+
+func (a *activityReader) Read(p []byte) (int, error) {
+	n, err := a.r.Read(p)
+	if n > 0 {
+		a.t.Reset(a.d)
+	}
+	return n, err
 }
 
 func (c *Conn) observe(ctx context.Context, out bool, raw []byte) {

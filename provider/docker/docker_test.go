@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -255,5 +256,51 @@ func TestEngineErrors(t *testing.T) {
 	}
 	if _, err := p.URL(ctx, "nope"); !errors.As(err, new(*sandboxagent.SandboxDestroyedError)) {
 		t.Fatalf("URL of a missing container: %v", err)
+	}
+}
+
+// TestSleepingSandboxIsWokenUp: the sandbox is paused behind the client's
+// back, so its server neither answers nor closes connections. The silent
+// event stream is noticed (StreamIdleTimeout), the health gate's attempts
+// time out, EnsureServer resumes the container, and the session answers.
+// At most the first prompt fails (with ErrConnectionLost), none hangs.
+func TestSleepingSandboxIsWokenUp(t *testing.T) {
+	ctx := t.Context()
+	f := newFakeEngine(t, bin)
+	f.images[image] = true
+	p := newProvider(t, f, nil)
+	c, err := sandboxagent.Start(ctx, p, sandboxagent.StartOptions{Logger: quiet(),
+		StreamIdleTimeout: 300 * time.Millisecond,
+		Health:            sandboxagent.HealthOptions{AttemptTimeout: 300 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.DestroySandbox(context.Background())
+	s, err := c.CreateSession(ctx, sandboxagent.CreateSessionRequest{ID: "z", Agent: "mock", Cwd: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Prompt(ctx, "before the nap"); err != nil {
+		t.Fatal(err)
+	}
+	id := strings.TrimPrefix(c.SandboxID(), "docker/")
+	f.freeze(t, id)
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var res sandboxagent.PromptResponse
+	for attempt := 1; ; attempt++ {
+		res, err = s.Prompt(pctx, "are you awake?")
+		if err == nil || attempt == 2 || !errors.Is(err, sandboxagent.ErrConnectionLost) {
+			break
+		}
+	}
+	if err != nil || res.StopReason != "end_turn" {
+		t.Fatalf("prompt after the nap: %+v %v", res, err)
+	}
+	if f.paused(id) {
+		t.Fatal("the container is still paused")
+	}
+	if !slices.Contains(f.callLog(), "POST /containers/"+id+"/unpause") {
+		t.Fatalf("EnsureServer did not unpause: %v", f.callLog())
 	}
 }

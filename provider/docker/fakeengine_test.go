@@ -332,3 +332,17 @@ func (f *fakeEngine) paused(id string) bool {
 	defer f.mu.Unlock()
 	return f.containers[id].paused
 }
+
+// freeze pauses a container behind the client's back (the platform put
+// the sandbox to sleep): its server stops answering without closing any
+// connection.
+func (f *fakeEngine) freeze(t *testing.T, id string) {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.containers[id]
+	if err := syscall.Kill(-c.proc.Process.Pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	c.paused = true
+}
