@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	sandboxagent "github.com/sandbox-agent-go/sandbox-agent"
 	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/sessiontest"
 	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/testbin"
@@ -21,24 +19,7 @@ import (
 
 var bin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "docker-provider-test")
-	if err != nil {
-		panic(err)
-	}
-	if bin, err = testbin.Build(dir); err != nil {
-		panic(err)
-	}
-	code := m.Run()
-	_ = os.RemoveAll(dir)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			os.Stderr.WriteString("goleak: " + err.Error() + "\n")
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testbin.Main(m, &bin)) }
 
 const image = "sandbox-agent:test"
 

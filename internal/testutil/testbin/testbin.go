@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+
+	"go.uber.org/goleak"
 )
 
 // ModuleRoot is the repository root, found from this file's location so
@@ -32,4 +34,29 @@ func Build(dir string, pkg ...string) (string, error) {
 		return "", fmt.Errorf("go build %s: %w\n%s", p, err, out)
 	}
 	return bin, nil
+}
+
+// Main is a TestMain for packages that drive the real binary: it builds
+// sandbox-agent into a temporary directory, stores its path in *bin, runs
+// the tests, removes the directory and, when the tests passed, fails if
+// goroutines leaked. It returns the exit code for os.Exit.
+func Main(m interface{ Run() int }, bin *string) int {
+	dir, err := os.MkdirTemp("", "sandbox-agent-test-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if *bin, err = Build(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	code := m.Run()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	return code
 }
