@@ -41,13 +41,7 @@ func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func TestStartPromptDestroy(t *testing.T) {
 	ctx := t.Context()
-	f := newFakeEngine(t, bin)
-	f.images[image] = true
-	p := newProvider(t, f, nil)
-	c, err := sandboxagent.Start(ctx, p, sandboxagent.StartOptions{Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, p, c := startSandbox(t, sandboxagent.StartOptions{})
 	id, ok := strings.CutPrefix(c.SandboxID(), "docker/")
 	if !ok || f.container(id) == nil {
 		t.Fatalf("sandbox id %q", c.SandboxID())
@@ -96,6 +90,21 @@ func TestStartPromptDestroy(t *testing.T) {
 	}
 }
 
+// startSandbox starts a sandbox through the docker provider on a fresh
+// fake Engine that has the test image.
+func startSandbox(t *testing.T, o sandboxagent.StartOptions) (*fakeEngine, *docker.Provider, *sandboxagent.Client) {
+	t.Helper()
+	f := newFakeEngine(t, bin)
+	f.images[image] = true
+	p := newProvider(t, f, nil)
+	o.Logger = quiet()
+	c, err := sandboxagent.Start(t.Context(), p, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, p, c
+}
+
 func toStrings(v any) []string {
 	var out []string
 	for _, s := range v.([]any) {
@@ -133,21 +142,9 @@ func TestMissingImageIsPulled(t *testing.T) {
 // session answers.
 func TestEnsureServerRestartsDeadContainer(t *testing.T) {
 	ctx := t.Context()
-	f := newFakeEngine(t, bin)
-	f.images[image] = true
-	p := newProvider(t, f, nil)
-	c, err := sandboxagent.Start(ctx, p, sandboxagent.StartOptions{Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, _, c := startSandbox(t, sandboxagent.StartOptions{})
 	defer c.DestroySandbox(context.Background())
-	s, err := c.CreateSession(ctx, sandboxagent.CreateSessionRequest{ID: "d", Agent: "mock", Cwd: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Prompt(ctx, "remember me"); err != nil {
-		t.Fatal(err)
-	}
+	s := sessiontest.Remembered(t, c, "d")
 	// The server dies mid-prompt: that prompt fails at once.
 	errc := sessiontest.SlowPromptInFlight(ctx, s)
 	id := strings.TrimPrefix(c.SandboxID(), "docker/")
@@ -168,13 +165,7 @@ func TestEnsureServerRestartsDeadContainer(t *testing.T) {
 // sandbox id resumes it; a removed container is SandboxDestroyedError.
 func TestPauseAndReconnect(t *testing.T) {
 	ctx := t.Context()
-	f := newFakeEngine(t, bin)
-	f.images[image] = true
-	p := newProvider(t, f, nil)
-	c, err := sandboxagent.Start(ctx, p, sandboxagent.StartOptions{Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, p, c := startSandbox(t, sandboxagent.StartOptions{})
 	sandboxID := c.SandboxID()
 	id := strings.TrimPrefix(sandboxID, "docker/")
 	if err := c.PauseSandbox(ctx); err != nil {
@@ -247,28 +238,19 @@ func TestEngineErrors(t *testing.T) {
 // At most the first prompt fails (with ErrConnectionLost), none hangs.
 func TestSleepingSandboxIsWokenUp(t *testing.T) {
 	ctx := t.Context()
-	f := newFakeEngine(t, bin)
-	f.images[image] = true
-	p := newProvider(t, f, nil)
-	c, err := sandboxagent.Start(ctx, p, sandboxagent.StartOptions{Logger: quiet(),
+	f, _, c := startSandbox(t, sandboxagent.StartOptions{
 		StreamIdleTimeout: 300 * time.Millisecond,
 		Health:            sandboxagent.HealthOptions{AttemptTimeout: 300 * time.Millisecond}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer c.DestroySandbox(context.Background())
-	s, err := c.CreateSession(ctx, sandboxagent.CreateSessionRequest{ID: "z", Agent: "mock", Cwd: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Prompt(ctx, "before the nap"); err != nil {
-		t.Fatal(err)
-	}
+	s := sessiontest.Remembered(t, c, "z")
 	id := strings.TrimPrefix(c.SandboxID(), "docker/")
 	f.freeze(t, id)
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	var res sandboxagent.PromptResponse
+	var (
+		res sandboxagent.PromptResponse
+		err error
+	)
 	for attempt := 1; ; attempt++ {
 		res, err = s.Prompt(pctx, "are you awake?")
 		if err == nil || attempt == 2 || !errors.Is(err, sandboxagent.ErrConnectionLost) {

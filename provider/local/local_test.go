@@ -91,13 +91,7 @@ func TestEnsureServerRecoversKilledServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close(context.Background())
-	s, err := c.CreateSession(ctx, sandboxagent.CreateSessionRequest{ID: "k", Agent: "mock", Cwd: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Prompt(ctx, "remember me"); err != nil {
-		t.Fatal(err)
-	}
+	s := sessiontest.Remembered(t, c, "k")
 	errc := sessiontest.SlowPromptInFlight(ctx, s)
 	rawID := strings.TrimPrefix(c.SandboxID(), "local/")
 	killed := time.Now()

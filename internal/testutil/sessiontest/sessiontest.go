@@ -5,6 +5,7 @@ package sessiontest
 import (
 	"context"
 	"strings"
+	"testing"
 
 	sandboxagent "github.com/sandbox-agent-go/sandbox-agent"
 )
@@ -33,4 +34,18 @@ func SlowPromptInFlight(ctx context.Context, s *sandboxagent.Session) <-chan err
 	}
 	unsub()
 	return errc
+}
+
+// Remembered creates a mock-agent session with id and gives it one finished
+// turn of history, failing the test on any error.
+func Remembered(t testing.TB, c *sandboxagent.Client, id string) *sandboxagent.Session {
+	t.Helper()
+	s, err := c.CreateSession(t.Context(), sandboxagent.CreateSessionRequest{ID: id, Agent: "mock", Cwd: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Prompt(t.Context(), "remember me"); err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
