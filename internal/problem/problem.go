@@ -34,6 +34,12 @@ const (
 	ModeNotSupported     Code = "mode_not_supported"
 	StreamError          Code = "stream_error"
 	Timeout              Code = "timeout"
+	// Codes of this server beyond upstream's set.
+	ServerShuttingDown Code = "server_shutting_down"
+	CrossSiteRequest   Code = "cross_site_request"
+	RequestTimeout     Code = "request_timeout"
+	LimitExceeded      Code = "limit_exceeded"
+	TooManyServers     Code = "too_many_servers"
 )
 
 // TypePrefix prefixes every problem type.
@@ -239,6 +245,12 @@ func Stream(msg string) *Problem {
 	p := New(StreamError, http.StatusBadGateway, "Stream Error", "stream error: "+msg)
 	p.Details = map[string]any{"message": msg}
 	return p
+}
+
+// ShuttingDown is the 503 a request still pending when the server shuts
+// down gets: the client may retry against the next server.
+func ShuttingDown() *Problem {
+	return New(ServerShuttingDown, http.StatusServiceUnavailable, "Server Shutting Down", "the server is shutting down; retry against a new server")
 }
 
 // TimeoutMsg is a 504 timeout.

@@ -15,6 +15,17 @@ type Closer interface {
 	Close(ctx context.Context) error
 }
 
+// ErrShuttingDown is the cause of every request context's cancellation at
+// shutdown (see ShuttingDown).
+var ErrShuttingDown = errors.New("server shutting down")
+
+// ShuttingDown reports whether ctx (a request's context or one derived from
+// it) ended because the server is shutting down, so a handler can answer
+// 503 server_shutting_down instead of treating it as a client that left.
+func ShuttingDown(ctx context.Context) bool {
+	return errors.Is(context.Cause(ctx), ErrShuttingDown)
+}
+
 // ShutdownTimeout bounds the whole graceful shutdown.
 const ShutdownTimeout = 10 * time.Second
 
@@ -22,8 +33,8 @@ const ShutdownTimeout = 10 * time.Second
 // accepting, end every stream (request contexts are cancelled), close the
 // capabilities (killing their process groups) and wait for handlers.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger, closers ...Closer) error {
-	baseCtx, cancelBase := context.WithCancel(context.Background())
-	defer cancelBase()
+	baseCtx, cancelBase := context.WithCancelCause(context.Background())
+	defer cancelBase(ErrShuttingDown)
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 30 * time.Second,
@@ -44,7 +55,7 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logge
 	// Stop accepting first, then end streams so Shutdown does not wait on them.
 	shutdownErr := make(chan error, 1)
 	go func() { shutdownErr <- srv.Shutdown(sctx) }()
-	cancelBase()
+	cancelBase(ErrShuttingDown)
 	var errs []error
 	for _, c := range closers {
 		if err := c.Close(sctx); err != nil {
