@@ -35,6 +35,8 @@ type Config struct {
 	// (default the process working directory).
 	Cwd    string
 	Logger *slog.Logger
+	// Timeouts are the HTTP connection bounds (header read, keep-alive idle).
+	Timeouts server.Timeouts
 }
 
 // App is an assembled server.
@@ -112,5 +114,5 @@ func (a *App) Close(ctx context.Context) error {
 
 // Serve serves on ln until ctx ends, then shuts down gracefully.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
-	return server.Serve(ctx, ln, a.handler, a.cfg.Logger, a.closers...)
+	return server.Serve(ctx, ln, a.handler, a.cfg.Logger, a.cfg.Timeouts, a.closers...)
 }
