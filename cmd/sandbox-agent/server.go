@@ -40,6 +40,8 @@ type serverFlags struct {
 	// issue 9: token file and exited-process log budget
 	tokenFile        string
 	processLogBudget int64
+	bodyIdle         time.Duration
+	idleTimeout      time.Duration
 }
 
 // envDefaults lets every server flag come from the environment; an explicit
@@ -62,6 +64,8 @@ var serverEnv = map[string]string{
 	"log-http-headers":       "SANDBOX_AGENT_LOG_HTTP_HEADERS",
 	"token-file":             "SANDBOX_AGENT_TOKEN_FILE",
 	"process-log-budget":     "SANDBOX_AGENT_PROCESS_LOG_BUDGET",
+	"body-idle-timeout":      "SANDBOX_AGENT_BODY_IDLE_TIMEOUT",
+	"idle-timeout":           "SANDBOX_AGENT_IDLE_TIMEOUT",
 }
 
 func applyEnv(fs *pflag.FlagSet, env map[string]string) error {
@@ -134,9 +138,14 @@ func newServerCmd(g *globalFlags) *cobra.Command {
 				// of the cgroup CPU limit; a restart picks them up.
 				runtime.GOMAXPROCS(procs)
 			}
+			allowedHosts := f.allowedHosts
+			if len(allowedHosts) == 0 {
+				allowedHosts = server.DefaultAllowedHosts(f.host)
+			}
 			cfg := app.Config{
-				Version: version,
-				Logger:  log,
+				Version:  version,
+				Logger:   log,
+				Timeouts: server.Timeouts{Idle: f.idleTimeout},
 				HTTP: server.Config{
 					Token:           g.token,
 					AuthEnabled:     fs.Changed("token") || fs.Changed("token-file"), // --token wins over --no-token, as upstream
@@ -145,7 +154,8 @@ func newServerCmd(g *globalFlags) *cobra.Command {
 					CORSHeaders:     f.corsHeaders,
 					CORSCredentials: f.corsCreds,
 					MaxBodyBytes:    f.maxBodyBytes,
-					AllowedHosts:    f.allowedHosts,
+					AllowedHosts:    allowedHosts,
+					BodyIdleTimeout: f.bodyIdle,
 					LogHTTP:         f.logHTTP,
 					LogHTTPHeaders:  f.logHTTPHeaders,
 				},
@@ -178,7 +188,9 @@ func newServerCmd(g *globalFlags) *cobra.Command {
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.Int64Var(&f.maxBodyBytes, "max-body-bytes", server.DefaultMaxBodyBytes, "limit for buffered JSON request bodies")
-	fs.StringArrayVar(&f.allowedHosts, "allowed-host", nil, "accept only requests whose Host is listed (DNS-rebinding guard; repeatable)")
+	fs.StringArrayVar(&f.allowedHosts, "allowed-host", nil, "accept only requests whose Host is listed (DNS-rebinding guard; repeatable; '*' accepts any; default on a loopback address: localhost, 127.0.0.1, ::1)")
+	fs.DurationVar(&f.bodyIdle, "body-idle-timeout", server.DefaultBodyIdleTimeout, "answer 408 and close when a request body delivers nothing for this long (uploads that keep moving are never cut)")
+	fs.DurationVar(&f.idleTimeout, "idle-timeout", server.DefaultIdleTimeout, "close keep-alive connections idle for this long")
 	fs.DurationVar(&f.requestTimeout, "acp-request-timeout", 5*time.Minute, "how long an ACP request may wait for the agent before 504 (env SANDBOX_AGENT_ACP_REQUEST_TIMEOUT_MS)")
 	fs.BoolVar(&f.logHTTP, "log-http", false, "log every finished request: method, path, status, bytes, duration (tokens redacted)")
 	fs.BoolVar(&f.logHTTPHeaders, "log-http-headers", false, "also log request headers (Authorization, cookies and API keys redacted); implies --log-http")

@@ -42,6 +42,8 @@ type Config struct {
 	// Environ is the server's environment children are derived from
 	// (default os.Environ()); see ChildEnv.
 	Environ []string
+	// Timeouts are the HTTP connection bounds (header read, keep-alive idle).
+	Timeouts server.Timeouts
 }
 
 // serverSecretVars are the variables that carry the server's own secrets.
@@ -154,5 +156,5 @@ func (a *App) Close(ctx context.Context) error {
 
 // Serve serves on ln until ctx ends, then shuts down gracefully.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
-	return server.Serve(ctx, ln, a.handler, a.cfg.Logger, a.closers...)
+	return server.Serve(ctx, ln, a.handler, a.cfg.Logger, a.cfg.Timeouts, a.closers...)
 }

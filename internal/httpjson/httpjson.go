@@ -88,6 +88,10 @@ func ReadBody(r *http.Request) ([]byte, error) {
 	if errors.As(err, &mbe) {
 		return nil, &TextError{http.StatusRequestEntityTooLarge, BodyTooLargeMsg}
 	}
+	var p *problem.Problem
+	if errors.As(err, &p) {
+		return nil, err // e.g. the server's 408 for a stalled body
+	}
 	if err != nil {
 		return nil, &TextError{http.StatusBadRequest, "Failed to buffer the request body: " + err.Error()}
 	}

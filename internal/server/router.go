@@ -15,11 +15,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sandbox-agent-go/sandbox-agent/internal/httpjson"
 	"github.com/sandbox-agent-go/sandbox-agent/internal/problem"
 )
 
 // DefaultMaxBodyBytes is upstream's buffered-body limit (2 MiB).
 const DefaultMaxBodyBytes = 2 << 20
+
+// DefaultBodyIdleTimeout is how long a request body may deliver nothing.
+const DefaultBodyIdleTimeout = 30 * time.Second
 
 // Route is one (method, path) of the API.
 type Route struct {
@@ -50,7 +54,11 @@ type Config struct {
 	MaxBodyBytes int64
 	// AllowedHosts, when non-empty, is the Host allow-list against DNS
 	// rebinding: requests whose Host (port stripped) is not listed get 403.
+	// "*" accepts any Host. See DefaultAllowedHosts.
 	AllowedHosts []string
+	// BodyIdleTimeout ends a request whose body delivers nothing for this
+	// long with 408 (default DefaultBodyIdleTimeout; negative: never).
+	BodyIdleTimeout time.Duration
 
 	Logger *slog.Logger
 	// LogHTTP logs every finished request (method, path, status, bytes,
@@ -95,6 +103,12 @@ func NewHandler(cfg Config, routes []Route) (*Handler, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.BodyIdleTimeout == 0 {
+		cfg.BodyIdleTimeout = DefaultBodyIdleTimeout
+	}
+	if slices.Contains(cfg.AllowedHosts, "*") {
+		cfg.AllowedHosts = nil
 	}
 	h := &Handler{cfg: cfg, mux: http.NewServeMux(), routes: routes,
 		allowM: joinOrStar(cfg.CORSMethods), allowH: joinOrStar(cfg.CORSHeaders)}
@@ -143,8 +157,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer func() { logRequest(h.cfg.Logger, h.cfg.LogHTTPHeaders, r, rec, time.Since(start)) }()
 		w = rec
 	}
+	g := newGuard(w, r, h.cfg.BodyIdleTimeout)
+	defer g.finish()
+	w = g
 	if len(h.cfg.AllowedHosts) > 0 && !h.hostAllowed(r.Host) {
-		problem.Write(w, problem.Forbidden("host "+r.Host+" is not in the allowed host list"))
+		problem.Write(w, problem.Forbidden("host "+r.Host+" is not in the allowed host list; allow it with --allowed-host"))
+		return
+	}
+	// Before CORS, auth and every handler, WebSocket upgrades included.
+	if h.crossSite(r) {
+		problem.Write(w, crossSiteProblem(r))
 		return
 	}
 	hd := w.Header()
@@ -240,6 +262,12 @@ func (p *pathRoutes) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", p.allowHeader)
 		w.Header().Set("Content-Length", "0")
 		w.WriteHeader(http.StatusMethodNotAllowed)
+		return
+	}
+	if !rt.RawBody && r.ContentLength > p.h.cfg.MaxBodyBytes {
+		// Refused before reading: the guard closes the connection instead
+		// of draining a body that is known to be too large.
+		httpjson.WriteText(w, http.StatusRequestEntityTooLarge, httpjson.BodyTooLargeMsg)
 		return
 	}
 	if !rt.RawBody && r.Body != nil {

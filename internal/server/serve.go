@@ -26,19 +26,45 @@ func ShuttingDown(ctx context.Context) bool {
 	return errors.Is(context.Cause(ctx), ErrShuttingDown)
 }
 
-// ShutdownTimeout bounds the whole graceful shutdown.
-const ShutdownTimeout = 10 * time.Second
+// Shutdown bounds. A client that stopped reading (a stalled SSE or
+// WebSocket reader, a body that never arrives) must not hold the exit:
+// handlers get shutdownGrace to answer, then every connection still open
+// is closed under them; capabilities get closeTimeout to stop their
+// process groups. Together they keep SIGTERM-to-exit under two seconds.
+const (
+	shutdownGrace = time.Second
+	closeTimeout  = 1500 * time.Millisecond
+)
+
+// Timeouts are the connection-level bounds of Serve.
+type Timeouts struct {
+	// ReadHeader bounds reading a request's headers (default 30 s).
+	ReadHeader time.Duration
+	// Idle closes a keep-alive connection that sends no new request
+	// (default DefaultIdleTimeout).
+	Idle time.Duration
+}
+
+// DefaultIdleTimeout is how long an idle keep-alive connection stays open.
+const DefaultIdleTimeout = 60 * time.Second
 
 // Serve serves h on ln until ctx ends, then shuts down gracefully: stop
-// accepting, end every stream (request contexts are cancelled), close the
-// capabilities (killing their process groups) and wait for handlers.
-func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger, closers ...Closer) error {
+// accepting, end every stream (request contexts are cancelled with
+// ErrShuttingDown), close the capabilities (killing their process groups),
+// give handlers shutdownGrace to answer and close what is left.
+func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger, to Timeouts, closers ...Closer) error {
+	if to.ReadHeader <= 0 {
+		to.ReadHeader = 30 * time.Second
+	}
+	if to.Idle <= 0 {
+		to.Idle = DefaultIdleTimeout
+	}
 	baseCtx, cancelBase := context.WithCancelCause(context.Background())
 	defer cancelBase(ErrShuttingDown)
 	srv := &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: to.ReadHeader,
+		IdleTimeout:       to.Idle,
 		BaseContext:       func(net.Listener) context.Context { return baseCtx },
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
@@ -50,20 +76,23 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logge
 	case <-ctx.Done():
 	}
 	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
-	defer cancel()
 	// Stop accepting first, then end streams so Shutdown does not wait on them.
+	gctx, cancelGrace := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancelGrace()
 	shutdownErr := make(chan error, 1)
-	go func() { shutdownErr <- srv.Shutdown(sctx) }()
+	go func() { shutdownErr <- srv.Shutdown(gctx) }()
 	cancelBase(ErrShuttingDown)
+	cctx, cancelClose := context.WithTimeout(context.Background(), closeTimeout)
+	defer cancelClose()
 	var errs []error
 	for _, c := range closers {
-		if err := c.Close(sctx); err != nil {
+		if err := c.Close(cctx); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	if err := <-shutdownErr; err != nil {
-		errs = append(errs, err)
+		// Expected with a client that stopped reading: not a failed exit.
+		log.Warn("closing connections still open after the shutdown grace", "grace", shutdownGrace, "error", err)
 		_ = srv.Close()
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
