@@ -1,11 +1,16 @@
 package reliability
 
 import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -146,99 +151,148 @@ func TestShutdownWithStalledStreamReaders(t *testing.T) {
 	procWaitGroupsGone(t, logsPG, ttyPG)
 }
 
-// procVmRSS is the resident memory of pid in bytes.
-func procVmRSS(t *testing.T, pid int) uint64 {
+// procFollowToEnd reads process id's follow-logs stream to its end and
+// returns the answer's headers and the log bytes it carried. The stream
+// ends once the process has exited and its output is drained, which is
+// also when its ring is counted against the exited-log budget: no polling.
+func procFollowToEnd(t *testing.T, s *server, id string) (http.Header, int) {
 	t.Helper()
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+"/v1/processes/"+id+"/logs?follow=true", nil)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return kb << 10
-		}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("follow %s: %d", id, resp.StatusCode)
 	}
-	t.Fatal("no VmRSS")
-	return 0
-}
-
-// TestExitedProcessLogBudget: 100 exited processes that each wrote 20 MB
-// (each keeping a full 10 MiB ring) hold at most the 256 MiB budget: the
-// oldest ones' logs are dropped (the answer says so), the newest kept, and
-// the server's memory stays far below the 1 GiB they held before.
-func TestExitedProcessLogBudget(t *testing.T) {
-	s := start(t, opts{})
-	const n = 100
-	ids := make([]string, 0, n)
-	for len(ids) < n {
-		// A few at a time: running processes' rings (10 MiB each) are not
-		// under the exited budget, and the point is the exited ones.
-		batch := min(4, n-len(ids))
-		var started []string
-		for range batch {
-			id, _ := procCreate(t, s, `{"command":"head","args":["-c","20000000","/dev/zero"]}`)
-			started = append(started, id)
+	n := 0
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		data, ok := bytes.CutPrefix(sc.Bytes(), []byte("data: "))
+		if !ok {
+			continue
 		}
-		for _, id := range started {
-			deadline := time.Now().Add(20 * time.Second)
-			for {
-				code, b := s.do(http.MethodGet, "/v1/processes/"+id, "", nil)
-				if code != 200 {
-					t.Fatalf("get %s: %d %s", id, code, b)
-				}
-				if strings.Contains(string(b), `"status":"exited"`) {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("%s did not exit", id)
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
+		var e struct{ Data string }
+		if err := json.Unmarshal(data, &e); err != nil {
+			t.Fatalf("follow %s: %v in %q", id, err, data)
 		}
-		ids = append(ids, started...)
-	}
-	// The last exits are retired once drained, just after they are seen exited.
-	deadline := time.Now().Add(5 * time.Second)
-	dropped := func(id string) bool {
-		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, s.URL+"/v1/processes/"+id+"/logs?tail=1", nil)
-		resp, err := http.DefaultClient.Do(req)
+		raw, err := base64.StdEncoding.DecodeString(e.Data)
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp.Body.Close()
-		return resp.Header.Get("X-Sandbox-Agent-Logs-Dropped") == "true"
+		n += len(raw)
 	}
-	for !dropped(ids[0]) {
-		if time.Now().After(deadline) {
-			t.Fatal("the oldest exited process kept its logs past the budget")
+	if err := sc.Err(); err != nil {
+		t.Fatalf("follow %s did not end cleanly: %v", id, err)
+	}
+	return resp.Header, n
+}
+
+// procLogsJSON is the non-follow logs answer of process id.
+func procLogsJSON(t *testing.T, s *server, id string) (dropped string, logsDropped bool, entries, size int) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, s.URL+"/v1/processes/"+id+"/logs", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var l struct {
+		Entries     []struct{ Data string }
+		LogsDropped bool
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&l); resp.StatusCode != 200 || err != nil {
+		t.Fatalf("logs of %s: %d %v", id, resp.StatusCode, err)
+	}
+	for _, e := range l.Entries {
+		raw, err := base64.StdEncoding.DecodeString(e.Data)
+		if err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(10 * time.Millisecond)
+		size += len(raw)
 	}
-	if dropped(ids[n-1]) {
-		t.Error("the newest exited process lost its logs")
+	return resp.Header.Get("X-Sandbox-Agent-Logs-Dropped"), l.LogsDropped, len(l.Entries), size
+}
+
+// TestExitedProcessLogBudget: with a 1 MiB exited-log budget (flag or
+// variable), eight exited processes that each wrote 300,000 bytes keep the
+// logs of the newest three only (900,000 bytes; a fourth would pass the
+// budget). A dropped log says so: header X-Sandbox-Agent-Logs-Dropped: true
+// and "logsDropped": true with no entries (its follow stream ends at once,
+// with the header), while the process entry itself stays (exited, exit code
+// 0). Before, every exited process kept its whole ring (up to 10 MiB each)
+// until deleted: 100 such processes held 1 GiB.
+func TestExitedProcessLogBudget(t *testing.T) {
+	const n, each, keep = 8, 300000, 3
+	for _, tc := range []struct {
+		name string
+		o    opts
+	}{
+		{"flag", opts{Args: []string{"--process-log-budget", "1048576"}}},
+		{"env", opts{Env: []string{"SANDBOX_AGENT_PROCESS_LOG_BUDGET=1048576"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := start(t, tc.o)
+			ids := make([]string, n)
+			for i := range ids {
+				ids[i], _ = procCreate(t, s, `{"command":"head","args":["-c","`+strconv.Itoa(each)+`","/dev/zero"]}`)
+				// Exited and retired (in this order) before the next starts.
+				if _, got := procFollowToEnd(t, s, ids[i]); got != each {
+					t.Fatalf("process %d streamed %d bytes, want %d", i, got, each)
+				}
+			}
+			for i, id := range ids {
+				hdr, field, entries, size := procLogsJSON(t, s, id)
+				if i < n-keep {
+					if hdr != "true" || !field || entries != 0 {
+						t.Errorf("old process %d: header %q logsDropped %v, %d entries; want dropped", i, hdr, field, entries)
+					}
+					if h, got := procFollowToEnd(t, s, id); h.Get("X-Sandbox-Agent-Logs-Dropped") != "true" || got != 0 {
+						t.Errorf("old process %d follow: header %q, %d bytes", i, h.Get("X-Sandbox-Agent-Logs-Dropped"), got)
+					}
+				} else if hdr != "" || field || size != each {
+					t.Errorf("new process %d: header %q logsDropped %v, %d bytes; want all %d kept", i, hdr, field, size, each)
+				}
+				code, b := s.do(http.MethodGet, "/v1/processes/"+id, "", nil)
+				if code != 200 || !strings.Contains(string(b), `"status":"exited"`) || !strings.Contains(string(b), `"exitCode":0`) {
+					t.Errorf("process %d entry: %d %s", i, code, b)
+				}
+			}
+			if code, took := s.stop(syscall.SIGTERM, 2*time.Second); code != 0 {
+				t.Fatalf("exit %d after %v\n%s", code, took, s.Log())
+			}
+		})
 	}
-	kept := 0
-	for _, id := range ids {
-		if !dropped(id) {
-			kept++
-		}
-	}
-	// About 25 rings of 10 MiB fit in 256 MiB.
-	if kept < 20 || kept > 26 {
-		t.Errorf("%d of %d exited processes kept their logs; want about 25", kept, n)
-	}
-	// Loose: the Go heap may grow to twice the live data between
-	// collections and freed memory returns to the system lazily; 100 full
-	// rings alone were 1000 MiB.
-	t.Logf("server VmRSS %d MiB", procVmRSS(t, s.cmd.Process.Pid)>>20)
-	if rss := procVmRSS(t, s.cmd.Process.Pid); rss > 900<<20 {
-		t.Errorf("server VmRSS %d MiB with a 256 MiB exited-log budget", rss>>20)
-	}
-	if code, took := s.stop(syscall.SIGTERM, 2*time.Second); code != 0 {
-		t.Fatalf("exit %d after %v\n%s", code, took, s.Log())
+}
+
+// TestProcessLogBudgetUsageErrors: a budget that is not a positive number
+// of bytes is a usage error (exit 2), not a server that keeps nothing.
+func TestProcessLogBudgetUsageErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  []string
+	}{
+		{"zero", []string{"--process-log-budget", "0"}, nil},
+		{"negative", []string{"--process-log-budget", "-1"}, nil},
+		{"variable zero", nil, []string{"SANDBOX_AGENT_PROCESS_LOG_BUDGET=0"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, bin, append([]string{"server", "--port", "0", "--no-token"}, tc.args...)...)
+			cmd.Env = append(os.Environ(), "HOME="+dir, "SANDBOX_AGENT_DATA_DIR="+dir+"/data")
+			cmd.Env = append(cmd.Env, tc.env...)
+			out, err := cmd.CombinedOutput()
+			ee, ok := err.(*exec.ExitError)
+			if !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), "invalid --process-log-budget") {
+				t.Fatalf("want exit 2 naming --process-log-budget; got %v:\n%s", err, out)
+			}
+		})
 	}
 }
