@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"runtime"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/sandbox-agent-go/sandbox-agent/internal/agents"
 	"github.com/sandbox-agent-go/sandbox-agent/internal/app"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/process"
 	"github.com/sandbox-agent-go/sandbox-agent/internal/server"
 )
 
@@ -35,8 +37,11 @@ type serverFlags struct {
 	maxProcs       int
 	logHTTP        bool
 	logHTTPHeaders bool
-	bodyIdle       time.Duration
-	idleTimeout    time.Duration
+	// issue 9: token file and exited-process log budget
+	tokenFile        string
+	processLogBudget int64
+	bodyIdle         time.Duration
+	idleTimeout      time.Duration
 }
 
 // envDefaults lets every server flag come from the environment; an explicit
@@ -57,6 +62,8 @@ var serverEnv = map[string]string{
 	"max-procs":              "SANDBOX_AGENT_MAX_PROCS",
 	"log-http":               "SANDBOX_AGENT_LOG_HTTP",
 	"log-http-headers":       "SANDBOX_AGENT_LOG_HTTP_HEADERS",
+	"token-file":             "SANDBOX_AGENT_TOKEN_FILE",
+	"process-log-budget":     "SANDBOX_AGENT_PROCESS_LOG_BUDGET",
 	"body-idle-timeout":      "SANDBOX_AGENT_BODY_IDLE_TIMEOUT",
 	"idle-timeout":           "SANDBOX_AGENT_IDLE_TIMEOUT",
 }
@@ -94,8 +101,20 @@ func newServerCmd(g *globalFlags) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			fs := cmd.Flags()
-			if err := applyEnv(fs, serverEnv); err != nil {
+			env, err := tokenEnv(fs, serverEnv)
+			if err != nil {
+				return err
+			}
+			if err := applyEnv(fs, env); err != nil {
 				return &usageError{err.Error()}
+			}
+			if fs.Changed("token-file") {
+				if g.token, err = readTokenFile(f.tokenFile); err != nil {
+					return err
+				}
+			}
+			if f.processLogBudget <= 0 {
+				return &usageError{"invalid --process-log-budget: must be a positive number of bytes"}
 			}
 			log, err := newLogger(cmd.ErrOrStderr(), f.logFormat, f.logLevel)
 			if err != nil {
@@ -129,7 +148,7 @@ func newServerCmd(g *globalFlags) *cobra.Command {
 				Timeouts: server.Timeouts{Idle: f.idleTimeout},
 				HTTP: server.Config{
 					Token:           g.token,
-					AuthEnabled:     fs.Changed("token"), // --token wins over --no-token, as upstream
+					AuthEnabled:     fs.Changed("token") || fs.Changed("token-file"), // --token wins over --no-token, as upstream
 					CORSOrigins:     f.corsOrigins,
 					CORSMethods:     f.corsMethods,
 					CORSHeaders:     f.corsHeaders,
@@ -143,6 +162,7 @@ func newServerCmd(g *globalFlags) *cobra.Command {
 				Agents: agents.Options{DataDir: f.dataDir, RequirePreinstall: agents.EnvRequirePreinstall()},
 			}
 			cfg.ACP.RequestTimeout = timeout
+			cfg.Processes.ExitedLogBudget = uint64(f.processLogBudget)
 			a, err := app.New(cfg)
 			if err != nil {
 				return err
@@ -175,6 +195,8 @@ func newServerCmd(g *globalFlags) *cobra.Command {
 	fs.BoolVar(&f.logHTTP, "log-http", false, "log every finished request: method, path, status, bytes, duration (tokens redacted)")
 	fs.BoolVar(&f.logHTTPHeaders, "log-http-headers", false, "also log request headers (Authorization, cookies and API keys redacted); implies --log-http")
 	fs.IntVar(&f.maxProcs, "max-procs", 0, "OS threads running Go code at once (0: half the CPUs the runtime sees, at least 1, unless GOMAXPROCS is set)")
+	fs.StringVar(&f.tokenFile, "token-file", "", "read the bearer token from this file (trailing newline trimmed) so it is not on the command line; excludes --token")
+	fs.Int64Var(&f.processLogBudget, "process-log-budget", process.DefaultExitedLogBudget, "bytes of output kept by exited processes in total; past it the oldest exited process's logs are dropped")
 	fs.StringVar(&f.dataDir, "data-dir", "", "data directory for installed agents (default $XDG_DATA_HOME/sandbox-agent or ~/.local/share/sandbox-agent)")
 	return cmd
 }
@@ -213,4 +235,50 @@ func newLogger(w interface{ Write([]byte) (int, error) }, format, level string) 
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("invalid --log-format %q: want text or json", format)
+}
+
+// tokenEnv returns env without the token variable that must not apply:
+// --token and --token-file exclude each other (a usage error when both are
+// flags, or both variables, are given); an explicit flag of either kind
+// wins over the other kind's variable, as flags win over variables
+// everywhere else.
+func tokenEnv(fs *pflag.FlagSet, env map[string]string) (map[string]string, error) {
+	tokenFlag, fileFlag := fs.Changed("token"), fs.Changed("token-file")
+	_, tokenVar := os.LookupEnv(env["token"])
+	_, fileVar := os.LookupEnv(env["token-file"])
+	switch {
+	case tokenFlag && fileFlag:
+		return nil, &usageError{"--token and --token-file exclude each other"}
+	case !tokenFlag && !fileFlag && tokenVar && fileVar:
+		return nil, &usageError{env["token"] + " and " + env["token-file"] + " exclude each other"}
+	}
+	out := maps.Clone(env)
+	if fileFlag {
+		delete(out, "token")
+	}
+	if tokenFlag {
+		delete(out, "token-file")
+	}
+	return out, nil
+}
+
+// readTokenFile reads the server token from path: the content with its
+// trailing newline (and surrounding whitespace) trimmed, which must not be
+// empty.
+func readTokenFile(path string) (string, error) {
+	if path == "" {
+		return "", &usageError{"invalid --token-file: empty path"}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", &usageError{fmt.Sprintf("invalid --token-file: %v", err)}
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", &usageError{fmt.Sprintf("invalid --token-file: %s is empty", path)}
+	}
+	if strings.ContainsAny(tok, "\r\n") {
+		return "", &usageError{fmt.Sprintf("invalid --token-file: %s holds more than one line", path)}
+	}
+	return tok, nil
 }

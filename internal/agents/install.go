@@ -633,7 +633,9 @@ func (m *Manager) npmInstallInto(ctx context.Context, prefix string, pkgs, hints
 	}
 	args := append([]string{"install", "--no-audit", "--no-fund", "--no-save", "--loglevel=error", "--prefix", stage}, pkgs...)
 	cmd := exec.CommandContext(ctx, npmPath, args...)
-	cmd.Env = append(os.Environ(), "npm_config_update_notifier=false")
+	// Options.Env, not os.Environ(): the server's own secrets are not the
+	// installer's (or its packages' install scripts').
+	cmd.Env = append(slices.Clone(m.opts.Env), "npm_config_update_notifier=false")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second

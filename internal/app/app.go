@@ -11,6 +11,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
+	"strings"
 
 	"github.com/sandbox-agent-go/sandbox-agent/internal/acpproxy"
 	"github.com/sandbox-agent-go/sandbox-agent/internal/agents"
@@ -35,8 +37,35 @@ type Config struct {
 	// (default the process working directory).
 	Cwd    string
 	Logger *slog.Logger
+	// Processes configures /v1/processes (its Logger and Env are set here).
+	Processes process.Options
+	// Environ is the server's environment children are derived from
+	// (default os.Environ()); see ChildEnv.
+	Environ []string
 	// Timeouts are the HTTP connection bounds (header read, keep-alive idle).
 	Timeouts server.Timeouts
+}
+
+// serverSecretVars are the variables that carry the server's own secrets.
+// No child (agent, user process, installer) needs them: the token guards
+// the API against what runs in the sandbox, so handing it to every child
+// (an agent's `env` tool call prints it into the transcript) defeats it.
+var serverSecretVars = []string{"SANDBOX_AGENT_TOKEN", "SANDBOX_AGENT_TOKEN_FILE"}
+
+// ChildEnv is environ without the server's own secrets: serverSecretVars
+// and any variable whose value holds token (the server may have been given
+// it through another name, e.g. --token "$MY_TOKEN"). Everything else, LLM
+// keys included, stays: agents need them.
+func ChildEnv(environ []string, token string) []string {
+	out := make([]string, 0, len(environ))
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		if slices.Contains(serverSecretVars, k) || (token != "" && strings.Contains(v, token)) {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
 }
 
 // App is an assembled server.
@@ -73,6 +102,19 @@ func New(cfg Config) (*App, error) {
 	}
 	cfg.HTTP.Logger = cfg.Logger
 	cfg.Agents.Logger = cfg.Logger
+	// One scrubbed base environment for every child the server starts:
+	// agents (and their installers) and user processes.
+	if cfg.Environ == nil {
+		cfg.Environ = os.Environ()
+	}
+	childEnv := ChildEnv(cfg.Environ, cfg.HTTP.Token)
+	if cfg.Agents.Env == nil {
+		cfg.Agents.Env = childEnv
+	}
+	if cfg.Processes.Env == nil {
+		cfg.Processes.Env = childEnv
+	}
+	cfg.Processes.Logger = cfg.Logger
 	cfg.ACP.Logger = cfg.Logger
 	a := &App{cfg: cfg}
 	a.Agents = agents.NewManager(cfg.Agents)
@@ -82,7 +124,7 @@ func New(cfg Config) (*App, error) {
 	routes := server.BaseRoutes(cfg.Version)
 	routes = append(routes, a.Agents.Routes()...)
 	routes = append(routes, a.ACP.Routes()...)
-	a.Processes = process.NewManager(process.Options{Logger: cfg.Logger})
+	a.Processes = process.NewManager(cfg.Processes)
 	routes = append(routes, fsapi.New(fsapi.Options{Home: cfg.Home, MaxFileBytes: cfg.MaxFileBytes, Logger: cfg.Logger}).Routes()...)
 	routes = append(routes, mcpconfig.New(mcpconfig.Options{Cwd: cfg.Cwd}).Routes()...)
 	routes = append(routes, a.Processes.Routes()...)

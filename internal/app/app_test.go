@@ -190,3 +190,55 @@ func TestAgentsCatalog(t *testing.T) {
 		t.Fatal("empty body", status)
 	}
 }
+
+func TestChildEnvDropsOnlyTheServersSecrets(t *testing.T) {
+	environ := []string{
+		"PATH=/usr/bin",
+		"SANDBOX_AGENT_TOKEN=tok-123456789",
+		"SANDBOX_AGENT_TOKEN_FILE=/run/secrets/token",
+		"MY_ALIAS=tok-123456789",
+		"WRAPPED=Bearer tok-123456789",
+		"ANTHROPIC_API_KEY=sk-ant-1",
+		"OPENAI_API_KEY=sk-2",
+		"SANDBOX_AGENT_LOG_LEVEL=debug",
+		"NOEQUALS",
+	}
+	for _, tc := range []struct {
+		name, token string
+		want        []string
+	}{
+		{"token known", "tok-123456789", []string{"PATH=/usr/bin", "ANTHROPIC_API_KEY=sk-ant-1", "OPENAI_API_KEY=sk-2", "SANDBOX_AGENT_LOG_LEVEL=debug", "NOEQUALS"}},
+		{"no token (auth off)", "", []string{"PATH=/usr/bin", "MY_ALIAS=tok-123456789", "WRAPPED=Bearer tok-123456789", "ANTHROPIC_API_KEY=sk-ant-1", "OPENAI_API_KEY=sk-2", "SANDBOX_AGENT_LOG_LEVEL=debug", "NOEQUALS"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := ChildEnv(environ, tc.token); !slices.Equal(got, tc.want) {
+				t.Fatalf("ChildEnv:\n got %q\nwant %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestChildrenDoNotInheritTheToken: the composition root hands the scrubbed
+// environment to user processes.
+func TestChildrenDoNotInheritTheToken(t *testing.T) {
+	const token = "app-test-token-42"
+	e := start(t, func(c *Config) {
+		c.HTTP.Token, c.HTTP.AuthEnabled = token, true
+		c.Environ = append(os.Environ(), "SANDBOX_AGENT_TOKEN="+token, "ANTHROPIC_API_KEY=sk-keep")
+	})
+	req, _ := http.NewRequest("POST", e.url+"/v1/processes/run", strings.NewReader(`{"command":"env"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var out struct{ Stdout string }
+	if err := json.NewDecoder(res.Body).Decode(&out); err != nil || res.StatusCode != 200 {
+		t.Fatalf("run env: %d %v", res.StatusCode, err)
+	}
+	if strings.Contains(out.Stdout, token) || !strings.Contains(out.Stdout, "ANTHROPIC_API_KEY=sk-keep") {
+		t.Fatalf("child environment:\n%s", out.Stdout)
+	}
+}

@@ -36,6 +36,17 @@ func (m *Manager) Routes() []server.Route {
 	}
 }
 
+// answerShutdown answers 503 server_shutting_down when r's wait ended
+// because the server (or the Manager) is shutting down, and says so: such a
+// request must get neither a success nor an empty answer.
+func (m *Manager) answerShutdown(w http.ResponseWriter, r *http.Request) bool {
+	if !server.ShuttingDown(r.Context()) && m.ctx.Err() == nil {
+		return false
+	}
+	problem.Write(w, problem.ShuttingDown())
+	return true
+}
+
 func (m *Manager) handleGetConfig(w http.ResponseWriter, r *http.Request) {
 	httpjson.Write(w, http.StatusOK, m.Config())
 }
@@ -102,6 +113,9 @@ func (m *Manager) handleRun(w http.ResponseWriter, r *http.Request) {
 	res, err := m.Run(r.Context(), RunRequest{Command: *b.Command, Args: b.Args, Cwd: b.Cwd, Env: b.Env,
 		TimeoutMs: b.TimeoutMs, MaxOutputBytes: b.MaxOutputBytes})
 	if err != nil {
+		if m.answerShutdown(w, r) {
+			return
+		}
 		if r.Context().Err() != nil {
 			return // client gone; the group was killed
 		}
@@ -191,12 +205,20 @@ func (m *Manager) handleSignal(w http.ResponseWriter, r *http.Request,
 		wait = time.Duration(min(ms, maxStopWaitMs)) * time.Millisecond
 	}
 	info, err := fn(r.Context(), r.PathValue("id"), wait)
+	if m.answerShutdown(w, r) {
+		return // the wait was cut short: the process is being killed
+	}
 	if err != nil {
 		httpjson.Error(w, err)
 		return
 	}
 	httpjson.Write(w, http.StatusOK, info)
 }
+
+// LogsDroppedHeader is set to "true" on the logs answer (JSON or SSE) of an
+// exited process whose log ring the exited-log budget released; the JSON
+// answer then also has "logsDropped": true and no entries.
+const LogsDroppedHeader = "X-Sandbox-Agent-Logs-Dropped"
 
 // logEntryJSON is upstream's ProcessLogEntry.
 type logEntryJSON struct {
@@ -210,6 +232,11 @@ type logEntryJSON struct {
 func toJSON(e entry) logEntryJSON {
 	return logEntryJSON{Sequence: e.seq, Stream: e.stream.String(), TimestampMs: e.ts, Data: e.data, Encoding: "base64"}
 }
+
+// streamEndGrace is how long the last writes of a follow stream ended by
+// Close or shutdown may take: enough for a reading client to get the
+// stream's end, short enough to keep shutdown well under its budget.
+const streamEndGrace = 100 * time.Millisecond
 
 // Follow batches: bounded per wake-up so a big replay streams in pieces.
 const (
@@ -253,6 +280,12 @@ func (m *Manager) handleLogs(w http.ResponseWriter, r *http.Request) {
 			f = filterPTY
 		}
 	}
+	// The exited-log budget may have released this ring: say so rather than
+	// pass an empty log off as a silent process.
+	dropped := p.logs.isDropped()
+	if dropped {
+		w.Header().Set(LogsDroppedHeader, "true")
+	}
 	if !follow {
 		var es []entry
 		if hasTail {
@@ -265,10 +298,11 @@ func (m *Manager) handleLogs(w http.ResponseWriter, r *http.Request) {
 			out[i] = toJSON(e)
 		}
 		httpjson.Write(w, http.StatusOK, struct {
-			ProcessID string         `json:"processId"`
-			Stream    string         `json:"stream"`
-			Entries   []logEntryJSON `json:"entries"`
-		}{p.id, f.String(), out})
+			ProcessID   string         `json:"processId"`
+			Stream      string         `json:"stream"`
+			Entries     []logEntryJSON `json:"entries"`
+			LogsDropped bool           `json:"logsDropped,omitempty"`
+		}{p.id, f.String(), out, dropped})
 		return
 	}
 	if v := r.Header.Get("Last-Event-ID"); v != "" {
@@ -298,6 +332,39 @@ func (m *Manager) handleLogs(w http.ResponseWriter, r *http.Request) {
 // cleanly once the process has exited and every entry has been sent; it also
 // ends on DELETE, Close or client disconnect.
 func (m *Manager) followLogs(w http.ResponseWriter, r *http.Request, p *proc, f filter, since, tail uint64, hasTail bool) {
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	defer context.AfterFunc(m.ctx, cancel)()
+	// Every write has a deadline (the slow-reader timeout) so a client that
+	// stopped reading is cut off instead of holding this goroutine; when ctx
+	// ends (Close, shutdown, client gone) the deadline shrinks to
+	// streamEndGrace, which aborts a write already blocked on a stalled
+	// reader (Close never waits for one) yet leaves a reading client time
+	// to get the stream's clean end.
+	rc := http.NewResponseController(w)
+	cut := make(chan struct{})
+	stopCut := context.AfterFunc(ctx, func() {
+		_ = rc.SetWriteDeadline(time.Now().Add(streamEndGrace))
+		close(cut)
+	})
+	defer func() {
+		if !stopCut() {
+			<-cut // the connection stays unwritable: it is being torn down
+			return
+		}
+		// A kept-alive connection must not carry our deadline into its
+		// next request.
+		_ = rc.SetWriteDeadline(time.Time{})
+	}()
+	// armed sets the deadline for the next write; false once ctx ended
+	// (checked after setting, so the cut above is never overridden).
+	armed := func() bool {
+		_ = rc.SetWriteDeadline(time.Now().Add(m.slow))
+		return ctx.Err() == nil
+	}
+	if !armed() {
+		return
+	}
 	sw, err := sse.Start(w)
 	if err != nil {
 		return
@@ -321,7 +388,7 @@ func (m *Manager) followLogs(w http.ResponseWriter, r *http.Request, p *proc, f 
 				data, _ := json.Marshal(toJSON(e))
 				sw.Event("log", e.seq, data)
 			}
-			if sw.Flush() != nil {
+			if !armed() || sw.Flush() != nil {
 				return
 			}
 			continue
@@ -334,13 +401,11 @@ func (m *Manager) followLogs(w http.ResponseWriter, r *http.Request, p *proc, f 
 		case <-p.drained:
 		case <-p.removed:
 			return
-		case <-r.Context().Done():
-			return
-		case <-m.ctx.Done():
+		case <-ctx.Done():
 			return
 		case <-heartbeat.C:
 			sw.Comment("")
-			if sw.Flush() != nil {
+			if !armed() || sw.Flush() != nil {
 				return
 			}
 		}
@@ -379,6 +444,9 @@ func (m *Manager) handleInput(w http.ResponseWriter, r *http.Request) {
 	}
 	n, err := m.Input(r.Context(), r.PathValue("id"), data)
 	if err != nil {
+		if m.answerShutdown(w, r) {
+			return
+		}
 		if r.Context().Err() != nil {
 			return
 		}

@@ -9,6 +9,7 @@
 package process
 
 import (
+	"container/list"
 	"context"
 	"fmt"
 	"log/slog"
@@ -147,7 +148,24 @@ type Options struct {
 	// Origin host patterns (same-origin is always allowed). Empty accepts
 	// any origin, as upstream does: the token is the access control.
 	OriginPatterns []string
+	// Env is the base environment of every child, before the request's
+	// env is overlaid (default os.Environ()). The composition root passes
+	// the server's environment without its own secrets.
+	Env []string
+	// SlowReaderTimeout bounds every write to a follow-logs SSE stream or a
+	// terminal WebSocket: a client that does not take the bytes within it
+	// is cut off, so a stalled reader holds neither a goroutine nor
+	// shutdown (default 10 s, the ACP stream's).
+	SlowReaderTimeout time.Duration
+	// ExitedLogBudget caps the log bytes kept by exited processes, summed
+	// over all of them; past it the oldest exited process's log ring is
+	// released (its entry stays, its logs answer logsDropped). Default
+	// DefaultExitedLogBudget.
+	ExitedLogBudget uint64
 }
+
+// DefaultExitedLogBudget is the default Options.ExitedLogBudget: 256 MiB.
+const DefaultExitedLogBudget = 256 << 20
 
 // Manager owns every managed process and every in-flight run.
 type Manager struct {
@@ -157,6 +175,8 @@ type Manager struct {
 	grace     time.Duration
 	stopWait  time.Duration
 	origins   []string
+	env       []string
+	slow      time.Duration
 	ctx       context.Context // cancelled by Close: ends streams and runs
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup // background goroutines and runs
@@ -167,14 +187,23 @@ type Manager struct {
 	nextID uint64
 	active uint64 // running processes plus spawns in progress
 	closed bool
+
+	logs exitedLogs
 }
 
 // NewManager returns a Manager with no processes.
 func NewManager(o Options) *Manager {
 	m := &Manager{
 		log: o.Logger, now: o.Now, heartbeat: o.Heartbeat, grace: o.DrainGrace,
-		stopWait: o.DefaultStopWait, origins: o.OriginPatterns,
+		stopWait: o.DefaultStopWait, origins: o.OriginPatterns, env: o.Env, slow: o.SlowReaderTimeout,
 		cfg: DefaultConfig(), procs: map[string]*proc{},
+	}
+	m.logs.init(o.ExitedLogBudget)
+	if m.env == nil {
+		m.env = os.Environ()
+	}
+	if m.slow <= 0 {
+		m.slow = 10 * time.Second
 	}
 	if m.log == nil {
 		m.log = slog.Default()
@@ -235,7 +264,9 @@ func (m *Manager) track() bool {
 	return true
 }
 
-func errShuttingDown() *problem.Problem { return problem.Stream("server is shutting down") }
+// errShuttingDown is what a request still pending at Close gets: 503
+// server_shutting_down, never a success or an empty answer.
+func errShuttingDown() *problem.Problem { return problem.ShuttingDown() }
 
 // proc is one managed process.
 type proc struct {
@@ -260,6 +291,8 @@ type proc struct {
 	removed     chan struct{} // closed by DELETE
 	readersDone chan struct{}
 	readersLeft atomic.Int32
+	budget      *list.Element // in Manager.logs.order once retired (guarded by Manager.logs.mu)
+	forgotten   bool          // deleted: never retire (guarded by Manager.logs.mu)
 
 	mu         sync.Mutex
 	running    bool
@@ -343,7 +376,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest, owner Owner) (I
 	cfg := m.cfg
 	m.mu.Unlock()
 
-	sp, err := spawn(spawnSpec{command: req.Command, args: req.Args, cwd: req.Cwd, env: req.Env, tty: req.TTY, stdin: true})
+	sp, err := spawn(spawnSpec{base: m.env, command: req.Command, args: req.Args, cwd: req.Cwd, env: req.Env, tty: req.TTY, stdin: true})
 	if err != nil {
 		m.mu.Lock()
 		m.active--
@@ -453,6 +486,10 @@ func (m *Manager) watch(p *proc) {
 	case <-m.ctx.Done():
 	}
 	t.Stop()
+	// From now on the ring only grows if a background child still writes
+	// to the inherited pipes; it counts against the exited-log budget
+	// (before drained, so whoever saw drained sees the accounting).
+	m.logs.retire(p)
 	close(p.drained)
 }
 
@@ -547,6 +584,7 @@ func (m *Manager) Delete(id string) error {
 	delete(m.procs, id)
 	m.mu.Unlock()
 	close(p.removed)
+	m.logs.forget(p)
 	killLeftovers(p.pid, p.tty)
 	p.closeReads()
 	m.log.Debug("process deleted", "id", id)

@@ -3,6 +3,7 @@ package process
 import (
 	"sort"
 	"sync"
+	"sync/atomic"
 )
 
 // streamKind is the stream an output chunk was read from.
@@ -90,6 +91,8 @@ type ring struct {
 	last       uint64
 	notify     chan struct{} // closed on the next append once handed out
 	watched    bool
+	acct       *atomic.Int64 // once retired: the exited-log total this ring's bytes count in
+	dropped    bool          // released by the exited-log budget: empty for good
 }
 
 func newRing(limit uint64) *ring {
@@ -106,7 +109,8 @@ func (r *ring) append(s streamKind, chunk []byte, ts int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.last++
-	if n := uint64(len(chunk)); n <= r.limit {
+	before := r.bytes
+	if n := uint64(len(chunk)); n <= r.limit && !r.dropped {
 		for r.count() > 0 && (r.bytes+n > r.limit || r.count() >= r.maxEntries) {
 			r.bytes -= uint64(len(r.buf[r.head].data))
 			r.buf[r.head] = entry{}
@@ -122,10 +126,52 @@ func (r *ring) append(s streamKind, chunk []byte, ts int64) {
 		r.buf = append(r.buf, entry{seq: r.last, ts: ts, stream: s, data: data})
 		r.bytes += n
 	}
+	if r.acct != nil && r.bytes != before {
+		r.acct.Add(int64(r.bytes) - int64(before))
+	}
 	if r.watched {
 		close(r.notify)
 		r.notify, r.watched = make(chan struct{}), false
 	}
+}
+
+// account makes the ring's bytes count in total from now on.
+func (r *ring) account(total *atomic.Int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.acct == nil && !r.dropped {
+		r.acct = total
+		total.Add(int64(r.bytes))
+	}
+}
+
+// unaccount stops counting the ring in its total (it was deleted).
+func (r *ring) unaccount() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.acct != nil {
+		r.acct.Add(-int64(r.bytes))
+		r.acct = nil
+	}
+}
+
+// release frees every entry for good: later reads are empty and later
+// appends only consume sequences.
+func (r *ring) release() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.acct != nil {
+		r.acct.Add(-int64(r.bytes))
+		r.acct = nil
+	}
+	r.buf, r.head, r.bytes, r.dropped = nil, 0, 0, true
+}
+
+// isDropped reports whether release ran.
+func (r *ring) isDropped() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.dropped
 }
 
 // lastSeq is the sequence of the newest chunk (0 before any).

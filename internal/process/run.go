@@ -66,7 +66,7 @@ func (m *Manager) Run(ctx context.Context, req RunRequest) (RunResponse, error) 
 	}
 
 	start := time.Now()
-	sp, err := spawn(spawnSpec{command: req.Command, args: req.Args, cwd: req.Cwd, env: req.Env})
+	sp, err := spawn(spawnSpec{base: m.env, command: req.Command, args: req.Args, cwd: req.Cwd, env: req.Env})
 	if err != nil {
 		return RunResponse{}, spawnProblem(err)
 	}

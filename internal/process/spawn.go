@@ -31,6 +31,7 @@ const (
 )
 
 type spawnSpec struct {
+	base    []string // the environment env is overlaid on (Options.Env)
 	command string
 	args    []string
 	cwd     *string
@@ -60,7 +61,7 @@ func (s *spawned) closeAll() {
 // non-blocking and registered with the runtime poller, so Close unblocks
 // their readers and writers and deadlines work.
 func spawn(spec spawnSpec) (*spawned, error) {
-	env := mergeEnv(os.Environ(), spec.env, spec.tty)
+	env := mergeEnv(spec.base, spec.env, spec.tty)
 	dir := ""
 	if spec.cwd != nil {
 		if *spec.cwd == "" {

@@ -113,9 +113,21 @@ func (m *Manager) serveTerminal(ctx context.Context, c *websocket.Conn, p *proc)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(m.ctx, cancel)()
+	// Once the request or the Manager ends, tear the socket down at once:
+	// this also cuts short a close handshake with a client that stopped
+	// reading, so Close never waits for it.
+	defer context.AfterFunc(ctx, func() { _ = c.CloseNow() })()
+	// write bounds every frame by the slow-reader timeout: a client that
+	// stops reading is cut off (coder/websocket closes the connection when a
+	// write's context ends).
+	write := func(ctx context.Context, typ websocket.MessageType, b []byte) error {
+		wctx, cancel := context.WithTimeout(ctx, m.slow)
+		defer cancel()
+		return c.Write(wctx, typ, b)
+	}
 
 	cursor := p.logs.lastSeq() // no replay: only output produced from now on
-	if c.Write(ctx, websocket.MessageText, readyFrame(p.id)) != nil {
+	if write(ctx, websocket.MessageText, readyFrame(p.id)) != nil {
 		_ = c.CloseNow()
 		return
 	}
@@ -125,7 +137,7 @@ func (m *Manager) serveTerminal(ctx context.Context, c *websocket.Conn, p *proc)
 	closeReq, readerDone := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(readerDone)
-		m.readTerminal(rctx, c, p, closeReq)
+		m.readTerminal(rctx, c, p, closeReq, write)
 	}()
 	defer func() {
 		rcancel()
@@ -143,7 +155,7 @@ func (m *Manager) serveTerminal(ctx context.Context, c *websocket.Conn, p *proc)
 			for _, e := range batch {
 				buf = append(buf, e.data...)
 			}
-			if c.Write(ctx, websocket.MessageBinary, buf) != nil {
+			if write(ctx, websocket.MessageBinary, buf) != nil {
 				_ = c.CloseNow()
 				return
 			}
@@ -153,7 +165,7 @@ func (m *Manager) serveTerminal(ctx context.Context, c *websocket.Conn, p *proc)
 			p.mu.Lock()
 			code := p.exitCode
 			p.mu.Unlock()
-			if c.Write(ctx, websocket.MessageText, exitFrame(code)) != nil {
+			if write(ctx, websocket.MessageText, exitFrame(code)) != nil {
 				_ = c.CloseNow()
 				return
 			}
@@ -191,8 +203,9 @@ type terminalFrame struct {
 // readTerminal handles client frames until the socket fails or the client
 // asks to close (then it closes closeReq and stops reading, leaving the
 // close handshake to the caller).
-func (m *Manager) readTerminal(ctx context.Context, c *websocket.Conn, p *proc, closeReq chan struct{}) {
-	reply := func(msg string) bool { return c.Write(ctx, websocket.MessageText, errorFrame(msg)) == nil }
+func (m *Manager) readTerminal(ctx context.Context, c *websocket.Conn, p *proc, closeReq chan struct{},
+	write func(context.Context, websocket.MessageType, []byte) error) {
+	reply := func(msg string) bool { return write(ctx, websocket.MessageText, errorFrame(msg)) == nil }
 	for {
 		typ, data, err := c.Read(ctx)
 		if err != nil {

@@ -384,7 +384,7 @@ func TestCloseLeavesNoProcessGroup(t *testing.T) {
 	}
 	// Closed managers refuse new work.
 	res, _ := e.do("POST", "/v1/processes", map[string]any{"command": "true"})
-	if res.StatusCode != 502 {
+	if res.StatusCode != http.StatusServiceUnavailable { // server_shutting_down
 		t.Fatalf("create after close: %d", res.StatusCode)
 	}
 	if _, err := e.m.Run(context.Background(), RunRequest{Command: "true"}); err == nil {
