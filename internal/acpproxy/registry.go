@@ -145,7 +145,6 @@ func (r *Registry) Get(id string) (*Instance, bool) {
 	return s.inst, s.inst != nil
 }
 
-
 // Resolve returns the server for id, creating it for agent when absent.
 // agent == "" means the caller gave no agent.
 func (r *Registry) Resolve(ctx context.Context, id, agent string) (*Instance, error) {
