@@ -35,6 +35,7 @@ type serverFlags struct {
 	maxProcs       int
 	logHTTP        bool
 	logHTTPHeaders bool
+	maxACPServers  int
 }
 
 // envDefaults lets every server flag come from the environment; an explicit
@@ -55,6 +56,7 @@ var serverEnv = map[string]string{
 	"max-procs":              "SANDBOX_AGENT_MAX_PROCS",
 	"log-http":               "SANDBOX_AGENT_LOG_HTTP",
 	"log-http-headers":       "SANDBOX_AGENT_LOG_HTTP_HEADERS",
+	"max-acp-servers":        "SANDBOX_AGENT_MAX_ACP_SERVERS",
 }
 
 func applyEnv(fs *pflag.FlagSet, env map[string]string) error {
@@ -133,6 +135,10 @@ func newServerCmd(g *globalFlags) *cobra.Command {
 				Agents: agents.Options{DataDir: f.dataDir, RequirePreinstall: agents.EnvRequirePreinstall()},
 			}
 			cfg.ACP.RequestTimeout = timeout
+			if f.maxACPServers <= 0 {
+				return &usageError{"invalid --max-acp-servers: must be 1 or more"}
+			}
+			cfg.ACP.MaxServers = f.maxACPServers
 			a, err := app.New(cfg)
 			if err != nil {
 				return err
@@ -160,6 +166,7 @@ func newServerCmd(g *globalFlags) *cobra.Command {
 	fs.Int64Var(&f.maxBodyBytes, "max-body-bytes", server.DefaultMaxBodyBytes, "limit for buffered JSON request bodies")
 	fs.StringArrayVar(&f.allowedHosts, "allowed-host", nil, "accept only requests whose Host is listed (DNS-rebinding guard; repeatable)")
 	fs.DurationVar(&f.requestTimeout, "acp-request-timeout", 5*time.Minute, "how long an ACP request may wait for the agent before 504 (env SANDBOX_AGENT_ACP_REQUEST_TIMEOUT_MS)")
+	fs.IntVar(&f.maxACPServers, "max-acp-servers", 256, "most live ACP servers (agent processes); a new server id past it gets 503 too_many_servers")
 	fs.BoolVar(&f.logHTTP, "log-http", false, "log every finished request: method, path, status, bytes, duration (tokens redacted)")
 	fs.BoolVar(&f.logHTTPHeaders, "log-http-headers", false, "also log request headers (Authorization, cookies and API keys redacted); implies --log-http")
 	fs.IntVar(&f.maxProcs, "max-procs", 0, "OS threads running Go code at once (0: half the CPUs the runtime sees, at least 1, unless GOMAXPROCS is set)")

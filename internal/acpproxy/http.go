@@ -205,7 +205,9 @@ func (in *Instance) serveStream(w http.ResponseWriter, req *http.Request, lastID
 			// A reader that cannot take a batch within the slow-reader
 			// timeout is cut off instead of stalling the agent.
 			g.setDeadline(time.Now().Add(in.opts.SlowReaderTimeout))
-			if err := sw.Flush(); err != nil {
+			err := sw.Flush()
+			g.wrote()
+			if err != nil {
 				return
 			}
 			if len(batch) > 0 {
@@ -233,19 +235,37 @@ func (in *Instance) serveStream(w http.ResponseWriter, req *http.Request, lastID
 	}
 }
 
-// writeGuard sets an SSE response's write deadline, until abort fails its
-// writes for good (abort may run on another goroutine, during a write).
+// writeGuard sets an SSE response's write deadline. Once aborted (from
+// another goroutine: the stream closed, the reader was cut off or the
+// request ended) a write in progress, and any later one, gets at most
+// abortGrace: a client that stopped reading cannot hold the handler (and
+// shutdown) for a whole slow-reader timeout, while a reading client still
+// gets the last batch and a clean end of stream (an idle stream's deadline
+// is not touched, so net/http's final chunk goes out normally).
 type writeGuard struct {
 	mu      sync.Mutex
 	rc      *http.ResponseController
+	writing bool
 	aborted bool
 }
 
+// abortGrace bounds a write once the stream is ending.
+const abortGrace = 100 * time.Millisecond
+
+// setDeadline is called before a flush; wrote after it.
 func (g *writeGuard) setDeadline(t time.Time) {
 	g.mu.Lock()
-	if !g.aborted {
-		_ = g.rc.SetWriteDeadline(t)
+	g.writing = true
+	if end := time.Now().Add(abortGrace); g.aborted && t.After(end) {
+		t = end
 	}
+	_ = g.rc.SetWriteDeadline(t)
+	g.mu.Unlock()
+}
+
+func (g *writeGuard) wrote() {
+	g.mu.Lock()
+	g.writing = false
 	g.mu.Unlock()
 }
 
@@ -253,7 +273,9 @@ func (g *writeGuard) abort() {
 	g.mu.Lock()
 	if !g.aborted {
 		g.aborted = true
-		_ = g.rc.SetWriteDeadline(time.Unix(1, 0)) // in the past: fail now
+		if g.writing {
+			_ = g.rc.SetWriteDeadline(time.Now().Add(abortGrace))
+		}
 	}
 	g.mu.Unlock()
 }
