@@ -113,6 +113,11 @@ type GapParams struct {
 	AfterEventID uint64 `json:"afterEventId"`
 	NextEventID  uint64 `json:"nextEventId"`
 	MissedEvents uint64 `json:"missedEvents"`
+	// Reset: the Last-Event-ID was beyond the stream's last event (the
+	// server id was deleted and recreated, or the server restarted), so
+	// event ids started over; MissedEvents is then unknown (0) and the
+	// stream continues with every retained event from NextEventID.
+	Reset bool `json:"reset,omitempty"`
 }
 
 // Notify builds a compact notification envelope.

@@ -42,6 +42,7 @@ type serverFlags struct {
 	processLogBudget int64
 	bodyIdle         time.Duration
 	idleTimeout      time.Duration
+	maxACPServers    int
 }
 
 // envDefaults lets every server flag come from the environment; an explicit
@@ -66,6 +67,7 @@ var serverEnv = map[string]string{
 	"process-log-budget":     "SANDBOX_AGENT_PROCESS_LOG_BUDGET",
 	"body-idle-timeout":      "SANDBOX_AGENT_BODY_IDLE_TIMEOUT",
 	"idle-timeout":           "SANDBOX_AGENT_IDLE_TIMEOUT",
+	"max-acp-servers":        "SANDBOX_AGENT_MAX_ACP_SERVERS",
 }
 
 func applyEnv(fs *pflag.FlagSet, env map[string]string) error {
@@ -163,6 +165,10 @@ func newServerCmd(g *globalFlags) *cobra.Command {
 			}
 			cfg.ACP.RequestTimeout = timeout
 			cfg.Processes.ExitedLogBudget = uint64(f.processLogBudget)
+			if f.maxACPServers <= 0 {
+				return &usageError{"invalid --max-acp-servers: must be 1 or more"}
+			}
+			cfg.ACP.MaxServers = f.maxACPServers
 			a, err := app.New(cfg)
 			if err != nil {
 				return err
@@ -192,6 +198,7 @@ func newServerCmd(g *globalFlags) *cobra.Command {
 	fs.DurationVar(&f.bodyIdle, "body-idle-timeout", server.DefaultBodyIdleTimeout, "answer 408 and close when a request body delivers nothing for this long (uploads that keep moving are never cut)")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", server.DefaultIdleTimeout, "close keep-alive connections idle for this long")
 	fs.DurationVar(&f.requestTimeout, "acp-request-timeout", 5*time.Minute, "how long an ACP request may wait for the agent before 504 (env SANDBOX_AGENT_ACP_REQUEST_TIMEOUT_MS)")
+	fs.IntVar(&f.maxACPServers, "max-acp-servers", 256, "most live ACP servers (agent processes); a new server id past it gets 503 too_many_servers")
 	fs.BoolVar(&f.logHTTP, "log-http", false, "log every finished request: method, path, status, bytes, duration (tokens redacted)")
 	fs.BoolVar(&f.logHTTPHeaders, "log-http-headers", false, "also log request headers (Authorization, cookies and API keys redacted); implies --log-http")
 	fs.IntVar(&f.maxProcs, "max-procs", 0, "OS threads running Go code at once (0: half the CPUs the runtime sees, at least 1, unless GOMAXPROCS is set)")

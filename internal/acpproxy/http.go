@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sandbox-agent-go/sandbox-agent/acp"
@@ -89,13 +90,21 @@ func (r *Registry) handlePost(w http.ResponseWriter, req *http.Request) {
 			return
 		}
 	}
-	inst, err := r.Resolve(req.Context(), id, agent)
-	if err != nil {
-		problem.WriteError(w, err)
-		return
-	}
+	// Invalid messages are refused before Resolve, so they never start an
+	// agent: a batch array (not supported by ACP's stdio framing) and a
+	// request with a null id (invalid in JSON-RPC 2.0; its response could
+	// not be told from another's, so it would wait for the full timeout).
 	if perr != nil {
 		problem.Write(w, problem.Invalid(acp.ErrNotObject.Error()))
+		return
+	}
+	if env.Kind == acp.Request && string(env.ID) == "null" {
+		problem.Write(w, problem.Invalid("a JSON-RPC request id must not be null (send a notification without id instead)"))
+		return
+	}
+	inst, err := r.Resolve(req.Context(), id, agent)
+	if err != nil {
+		writePostError(w, req, err)
 		return
 	}
 	if env.Kind != acp.Request {
@@ -104,7 +113,7 @@ func (r *Registry) handlePost(w http.ResponseWriter, req *http.Request) {
 		ctx, cancel := context.WithTimeout(req.Context(), r.opts.RequestTimeout)
 		defer cancel()
 		if err := inst.write(ctx, line); err != nil {
-			problem.WriteError(w, inst.writeError(err))
+			writePostError(w, req, inst.writeError(err))
 			return
 		}
 		w.WriteHeader(http.StatusAccepted)
@@ -112,10 +121,7 @@ func (r *Registry) handlePost(w http.ResponseWriter, req *http.Request) {
 	}
 	resp, err := inst.call(req.Context(), env.ID, line)
 	if err != nil {
-		if errors.Is(err, context.Canceled) {
-			return // the client went away; nobody to answer
-		}
-		problem.WriteError(w, err)
+		writePostError(w, req, err)
 		return
 	}
 	h := w.Header()
@@ -123,6 +129,20 @@ func (r *Registry) handlePost(w http.ResponseWriter, req *http.Request) {
 	h.Set("Content-Length", strconv.Itoa(len(resp)))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(resp)
+}
+
+// writePostError answers a failed POST: 503 server_shutting_down when the
+// request ended because the server is shutting down (whatever the agent
+// did meanwhile: shutdown kills it), nothing when the client went away.
+func writePostError(w http.ResponseWriter, req *http.Request, err error) {
+	if server.ShuttingDown(req.Context()) {
+		problem.Write(w, problem.ShuttingDown())
+		return
+	}
+	if errors.Is(err, context.Canceled) {
+		return // the client went away; nobody to answer
+	}
+	problem.WriteError(w, err)
 }
 
 // Batching bounds for one SSE write.
@@ -157,15 +177,20 @@ func (r *Registry) handleStream(w http.ResponseWriter, req *http.Request) {
 
 func (in *Instance) serveStream(w http.ResponseWriter, req *http.Request, lastID uint64, hasLast bool) {
 	st := in.stream
-	rd, gap := st.subscribe(lastID, hasLast)
+	g := &writeGuard{rc: http.NewResponseController(w)}
+	// A write blocked on a client that stopped reading fails at once when
+	// the request ends (shutdown, client gone), the reader is cut off or
+	// the stream closes: nothing waits out the write deadline.
+	stop := context.AfterFunc(req.Context(), g.abort)
+	defer stop()
+	rd, gap := st.subscribe(lastID, hasLast, g.abort)
 	defer st.unsubscribe(rd)
 	sw, err := sse.Start(w)
 	if err != nil || req.Method == http.MethodHead {
 		return
 	}
-	rc := http.NewResponseController(w)
 	if gap != nil {
-		sw.Event("message", 0, acp.Notify(acp.MethodGap, acp.GapParams{AfterEventID: gap.after, NextEventID: gap.next, MissedEvents: gap.missed}))
+		sw.Event("message", 0, acp.Notify(acp.MethodGap, acp.GapParams{AfterEventID: gap.after, NextEventID: gap.next, MissedEvents: gap.missed, Reset: gap.reset}))
 	}
 	hb := time.NewTicker(in.opts.Heartbeat)
 	defer hb.Stop()
@@ -179,9 +204,15 @@ func (in *Instance) serveStream(w http.ResponseWriter, req *http.Request, lastID
 		if sw.Buffered() > 0 {
 			// A reader that cannot take a batch within the slow-reader
 			// timeout is cut off instead of stalling the agent.
-			_ = rc.SetWriteDeadline(time.Now().Add(in.opts.SlowReaderTimeout))
-			if err := sw.Flush(); err != nil {
+			g.setDeadline(time.Now().Add(in.opts.SlowReaderTimeout))
+			err := sw.Flush()
+			g.wrote()
+			if err != nil {
 				return
+			}
+			if len(batch) > 0 {
+				// What the POSTs waiting on the ordering invariant wait for.
+				st.markFlushed(rd, batch[len(batch)-1].seq)
 			}
 		}
 		if len(batch) > 0 {
@@ -202,6 +233,51 @@ func (in *Instance) serveStream(w http.ResponseWriter, req *http.Request, lastID
 			return
 		}
 	}
+}
+
+// writeGuard sets an SSE response's write deadline. Once aborted (from
+// another goroutine: the stream closed, the reader was cut off or the
+// request ended) a write in progress, and any later one, gets at most
+// abortGrace: a client that stopped reading cannot hold the handler (and
+// shutdown) for a whole slow-reader timeout, while a reading client still
+// gets the last batch and a clean end of stream (an idle stream's deadline
+// is not touched, so net/http's final chunk goes out normally).
+type writeGuard struct {
+	mu      sync.Mutex
+	rc      *http.ResponseController
+	writing bool
+	aborted bool
+}
+
+// abortGrace bounds a write once the stream is ending.
+const abortGrace = 100 * time.Millisecond
+
+// setDeadline is called before a flush; wrote after it.
+func (g *writeGuard) setDeadline(t time.Time) {
+	g.mu.Lock()
+	g.writing = true
+	if end := time.Now().Add(abortGrace); g.aborted && t.After(end) {
+		t = end
+	}
+	_ = g.rc.SetWriteDeadline(t)
+	g.mu.Unlock()
+}
+
+func (g *writeGuard) wrote() {
+	g.mu.Lock()
+	g.writing = false
+	g.mu.Unlock()
+}
+
+func (g *writeGuard) abort() {
+	g.mu.Lock()
+	if !g.aborted {
+		g.aborted = true
+		if g.writing {
+			_ = g.rc.SetWriteDeadline(time.Now().Add(abortGrace))
+		}
+	}
+	g.mu.Unlock()
 }
 
 func (r *Registry) handleDelete(w http.ResponseWriter, req *http.Request) {

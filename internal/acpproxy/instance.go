@@ -16,6 +16,7 @@ import (
 
 	"github.com/sandbox-agent-go/sandbox-agent/acp"
 	"github.com/sandbox-agent-go/sandbox-agent/internal/problem"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/procwait"
 )
 
 // Instance is one ACP server: an agent process speaking NDJSON JSON-RPC on
@@ -33,13 +34,18 @@ type Instance struct {
 	stderrR *os.File
 	pgid    int
 
-	// wsem is held (a token sent) by whoever writes to stdin, so lines go
-	// out whole and in order.
-	wsem     chan struct{}
+	// The stdin outbox; see write for its invariant. wbusy marks that one
+	// goroutine owns stdin (a direct writer or drain); lines accepted
+	// meanwhile wait in wq, in order, up to opts.MaxQueuedBytes.
+	wmu      sync.Mutex
+	wbusy    bool
+	wq       []*outLine
+	wqBytes  int
+	wbroken  error         // set once a write failed: stdin is gone
 	closedCh chan struct{} // closed by close()
 
 	pendMu  sync.Mutex
-	pending map[string]chan []byte
+	pending map[string]chan outMsg
 
 	stream *stream
 	stderr *tailBuffer
@@ -97,12 +103,11 @@ func start(id, agent string, cmd *exec.Cmd, opts *Options) (*Instance, error) {
 		stdout:   outR,
 		stderrR:  errR,
 		pgid:     cmd.Process.Pid,
-		pending:  map[string]chan []byte{},
+		pending:  map[string]chan outMsg{},
 		stream:   newStream(opts.ReplayBuffer, opts.ReplayMaxBytes, opts.SlowReaderTimeout),
 		stderr:   newTailBuffer(opts.StderrTailBytes),
 		exitedCh: make(chan struct{}),
 		reapedCh: make(chan struct{}),
-		wsem:     make(chan struct{}, 1),
 		closedCh: make(chan struct{}),
 	}
 	in.log.Info("agent process started")
@@ -125,6 +130,10 @@ func start(id, agent string, cmd *exec.Cmd, opts *Options) (*Instance, error) {
 // reap waits for the agent, cleans up its process group, drains stdout and
 // then announces the exit to readers and pending requests.
 func (in *Instance) reap(stdoutDone, stderrDone <-chan struct{}) {
+	// Wait for the exit on the netpoller first: cmd.Wait alone blocks an OS
+	// thread per agent (hundreds of agents, hundreds of threads). The
+	// process stays unreaped until cmd.Wait, which then returns at once.
+	_ = procwait.Pidfd(in.cmd.Process.Pid) // on error, cmd.Wait blocks instead
 	err := in.cmd.Wait()
 	close(in.reapedCh)
 	// Children the agent left behind would keep the stdout pipe open and
@@ -145,6 +154,10 @@ func (in *Instance) reap(stdoutDone, stderrDone <-chan struct{}) {
 			<-stderrDone
 		}
 	}
+	// The readers are done: release the pipes now rather than whenever a
+	// GC finalizer gets to them.
+	_ = in.stdout.Close()
+	_ = in.stderrR.Close()
 	ps := in.cmd.ProcessState
 	p := acp.AgentExitedParams{Success: err == nil && ps != nil && ps.Success()}
 	if ps != nil {
@@ -170,6 +183,7 @@ func (in *Instance) reap(stdoutDone, stderrDone <-chan struct{}) {
 type outMsg struct {
 	data    []byte
 	respKey string // set for responses: the id key of a possibly pending POST
+	seq     uint64 // set by publishBatch
 }
 
 // Stdout batching: lines already buffered are published together, copied
@@ -292,7 +306,8 @@ func (in *Instance) flush(batch []outMsg) error {
 	if err := in.stream.publishBatch(batch); err != nil {
 		return err
 	}
-	for _, m := range batch {
+	for i := range batch {
+		m := batch[i]
 		if m.respKey == "" {
 			continue
 		}
@@ -303,7 +318,7 @@ func (in *Instance) flush(batch []outMsg) error {
 		}
 		in.pendMu.Unlock()
 		if ok {
-			ch <- m.data
+			ch <- m
 		}
 	}
 	return nil
@@ -355,42 +370,153 @@ func (in *Instance) exited() bool {
 	}
 }
 
-// write sends one line to the agent's stdin. It waits for its turn (lines
-// go out whole and in order), then writes directly: on an idle agent this
-// costs no goroutine hand-off, which is most of a round trip's proxy cost.
-// The write is bounded by ctx's deadline; a line the agent has not taken by
-// then is finished in the background while the caller gets errWriteTimeout,
-// so a caller that gives up (504) never leaves half a line behind to corrupt
-// the framing, and its line is still delivered when the agent reads again.
+// outLine is one line waiting in the stdin outbox.
+type outLine struct {
+	buf  []byte     // the line and its '\n'
+	done chan error // buffered: the write's outcome, sent once
+}
+
+// Errors of write besides errAgentExited.
+var (
+	// errQueued: the line is accepted but not (wholly) written yet; it will
+	// be, in order (see write).
+	errQueued = errors.New("agent stdin write queued")
+	// errQueueFull: the line was refused; not a byte of it was written.
+	errQueueFull = errors.New("agent stdin queue full")
+)
+
+// write sends one line to the agent's stdin.
+//
+// Invariant (the outbox): when write returns, the line is exactly one of
+//   - written (nil): wholly in the pipe;
+//   - queued (errQueued): accepted, and it will be written whole, after
+//     every line accepted before it and before every line accepted after
+//     it, unless the agent's stdin goes away first (the agent exited or the
+//     server was deleted: then nothing is ever written again);
+//   - refused (errQueueFull, errAgentExited, other errors): no byte of it
+//     was written and none ever will be.
+//
+// Lines are never interleaved: one goroutine owns stdin at a time (wbusy).
+// An idle agent's line is written directly by the caller, bounded by ctx's
+// deadline, so a round trip costs no goroutine hand-off. A line the agent
+// has not taken by then is finished by drain in the background, and so are
+// the lines that queued behind it; a caller that gives up on a queued line
+// leaves it queued. The queue is bounded by opts.MaxQueuedBytes (at least
+// one line is always accepted).
 func (in *Instance) write(ctx context.Context, line []byte) error {
 	if in.exited() {
 		return errAgentExited
 	}
-	select {
-	case in.wsem <- struct{}{}:
-	case <-in.exitedCh:
-		return errAgentExited
-	case <-in.closedCh:
-		return errAgentExited
-	case <-ctx.Done():
-		return errWriteTimeout
-	}
 	buf := make([]byte, 0, len(line)+1)
 	buf = append(append(buf, line...), '\n')
+	in.wmu.Lock()
+	if in.wbroken != nil {
+		in.wmu.Unlock()
+		return errAgentExited
+	}
+	if !in.wbusy {
+		in.wbusy = true
+		in.wmu.Unlock()
+		return in.writeDirect(ctx, buf)
+	}
+	if in.wqBytes > 0 && in.wqBytes+len(buf) > in.opts.MaxQueuedBytes {
+		n := in.wqBytes
+		in.wmu.Unlock()
+		in.log.Warn("agent stdin queue full; message refused", "queued_bytes", n, "bytes", len(buf))
+		return errQueueFull
+	}
+	ol := &outLine{buf: buf, done: make(chan error, 1)}
+	in.wq = append(in.wq, ol)
+	in.wqBytes += len(buf)
+	in.wmu.Unlock()
+	select {
+	case err := <-ol.done:
+		return in.writeOutcome(ctx, err)
+	case <-ctx.Done():
+		select {
+		case err := <-ol.done:
+			return in.writeOutcome(ctx, err)
+		default:
+		}
+		if in.exited() {
+			return errAgentExited
+		}
+		return errQueued
+	}
+}
+
+// writeDirect writes buf as stdin's owner (wbusy is set) and passes
+// ownership on: back to idle, or to drain for what queued meanwhile.
+func (in *Instance) writeDirect(ctx context.Context, buf []byte) error {
 	dl, _ := ctx.Deadline() // zero (none) clears an earlier deadline
 	_ = in.stdin.SetWriteDeadline(dl)
 	n, err := in.stdin.Write(buf)
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-		rest := buf[n:]
-		go func() {
-			defer func() { <-in.wsem }()
-			_ = in.stdin.SetWriteDeadline(time.Time{})
-			// Ends when the agent reads or its stdin is closed (exit, close).
-			_, _ = in.stdin.Write(rest)
-		}()
-		return errWriteTimeout
+		go in.drain(buf[n:])
+		return errQueued
 	}
-	<-in.wsem
+	if err != nil {
+		in.breakQueue(err)
+		return in.writeOutcome(ctx, err)
+	}
+	in.wmu.Lock()
+	if len(in.wq) == 0 {
+		in.wbusy = false
+		in.wmu.Unlock()
+		return nil
+	}
+	in.wmu.Unlock()
+	go in.drain(nil)
+	return nil
+}
+
+// drain owns stdin: it finishes rest (a line cut by its deadline), then
+// writes the queue in order until it is empty. Its writes have no deadline:
+// they end when the agent reads or its stdin is closed (exit, DELETE,
+// shutdown), which fails whatever is still queued.
+func (in *Instance) drain(rest []byte) {
+	_ = in.stdin.SetWriteDeadline(time.Time{})
+	if len(rest) > 0 {
+		if _, err := in.stdin.Write(rest); err != nil {
+			in.breakQueue(err)
+			return
+		}
+	}
+	for {
+		in.wmu.Lock()
+		if len(in.wq) == 0 {
+			in.wbusy = false
+			in.wmu.Unlock()
+			return
+		}
+		ol := in.wq[0]
+		in.wq[0] = nil
+		in.wq = in.wq[1:]
+		in.wqBytes -= len(ol.buf)
+		in.wmu.Unlock()
+		_, err := in.stdin.Write(ol.buf)
+		ol.done <- err
+		if err != nil {
+			in.breakQueue(err)
+			return
+		}
+	}
+}
+
+// breakQueue records that stdin is gone and fails every queued line.
+func (in *Instance) breakQueue(err error) {
+	in.wmu.Lock()
+	in.wbroken = err
+	q := in.wq
+	in.wq, in.wqBytes = nil, 0
+	in.wmu.Unlock()
+	for _, ol := range q {
+		ol.done <- err
+	}
+}
+
+// writeOutcome maps the error of a finished write.
+func (in *Instance) writeOutcome(ctx context.Context, err error) error {
 	if err != nil && (errors.Is(err, os.ErrClosed) || errors.Is(err, syscall.EPIPE)) {
 		// The agent is going; let reap record how before reporting it.
 		select {
@@ -402,12 +528,14 @@ func (in *Instance) write(ctx context.Context, line []byte) error {
 	return err
 }
 
-var errWriteTimeout = errors.New("timed out writing to agent stdin")
-
-// call writes a request and waits for the agent's response with the same id.
+// call writes a request and waits for the agent's response with the same
+// id. Before it returns the response, every live SSE reader has flushed
+// everything the agent wrote up to and including it (see stream's
+// invariant), bounded by the slow-reader timeout: a client never sees the
+// answer of a POST before the stream events that precede it.
 func (in *Instance) call(ctx context.Context, id []byte, line []byte) ([]byte, error) {
 	key := acp.IDKey(id)
-	ch := make(chan []byte, 1)
+	ch := make(chan outMsg, 1)
 	in.pendMu.Lock()
 	if _, dup := in.pending[key]; dup {
 		in.pendMu.Unlock()
@@ -437,13 +565,15 @@ func (in *Instance) call(ctx context.Context, id []byte, line []byte) ([]byte, e
 	}
 	select {
 	case resp := <-ch:
-		return resp, nil
+		in.stream.waitFlushed(ctx, resp.seq)
+		return resp.data, nil
 	case <-in.exitedCh:
 		drop()
 		// The response may have raced the exit.
 		select {
 		case resp := <-ch:
-			return resp, nil
+			in.stream.waitFlushed(ctx, resp.seq)
+			return resp.data, nil
 		default:
 		}
 		return nil, in.exitProblem()
@@ -460,8 +590,11 @@ func (in *Instance) writeError(err error) error {
 	if errors.Is(err, errAgentExited) || in.exited() {
 		return problem.Stream(fmt.Sprintf("failed writing to agent stdin: agent process has exited%s", in.exitSuffix()))
 	}
-	if errors.Is(err, errWriteTimeout) {
-		return problem.TimeoutMsg("timed out writing to agent stdin (the agent is not reading); the message stays queued")
+	if errors.Is(err, errQueued) {
+		return problem.InputQueued("timed out writing to agent stdin (the agent is not reading); the message is queued and will reach the agent in order once it reads")
+	}
+	if errors.Is(err, errQueueFull) {
+		return problem.InputFull(fmt.Sprintf("agent stdin queue is full (%d bytes waiting; the agent is not reading); the message was not written", in.opts.MaxQueuedBytes))
 	}
 	return problem.Stream("failed writing to agent stdin: " + err.Error())
 }

@@ -138,14 +138,19 @@ func TestPostValidation(t *testing.T) {
 			}
 		})
 	}
-	// A parse error creates nothing; a non-object still creates the server.
-	h.post("/v1/acp/parsefail?agent=fake", "application/json", "", `{x`)
-	h.post("/v1/acp/nonobj?agent=fake", "application/json", "", `"str"`)
+	// Nothing invalid starts an agent: a parse error, a non-object (a
+	// batch array included) or a request with a null id (upstream starts
+	// the agent for the last two).
+	for _, body := range []string{`{x`, `"str"`, `[{"jsonrpc":"2.0","id":1,"method":"initialize"}]`, `{"jsonrpc":"2.0","id":null,"method":"initialize"}`} {
+		if r := h.post("/v1/acp/invalid?agent=fake", "application/json", "", body); r.status != 400 || problemType(t, r.body) != "invalid_request" {
+			t.Fatalf("%s: %+v", body, r)
+		}
+	}
 	ids := []string{}
 	for _, s := range h.reg.List() {
 		ids = append(ids, s.ServerID)
 	}
-	if strings.Join(ids, ",") != "nonobj,s1" {
+	if strings.Join(ids, ",") != "s1" {
 		t.Fatalf("servers %v", ids)
 	}
 }
@@ -160,7 +165,6 @@ func TestDispatchKeepsIDsAndBytes(t *testing.T) {
 		{"id zero", `{"jsonrpc":"2.0","id":0,"method":"x","params":{"a":1}}`, 200, `{"id":0,"jsonrpc":"2.0","result":{"echoed":{"a":1}}}`},
 		{"string id", `{"jsonrpc":"2.0","id":"0","method":"x"}`, 200, `"id":"0"`},
 		{"uuid id", `{"jsonrpc":"2.0","id":"0195f3c4-7a2b-7c1d-9e8f-0123456789ab","method":"x"}`, 200, `"id":"0195f3c4-7a2b-7c1d-9e8f-0123456789ab"`},
-		{"null id is a request", `{"jsonrpc":"2.0","id":null,"method":"x"}`, 200, `"id":null`},
 		{"multi-line body", "{\n \"jsonrpc\": \"2.0\",\n \"id\": 7,\n \"method\": \"x\"\n}", 200, `"id":7`},
 		{"notification", `{"jsonrpc":"2.0","method":"session/cancel","params":{"sessionId":"x"}}`, 202, ``},
 		{"client response", `{"jsonrpc":"2.0","id":99,"result":{"outcome":{"outcome":"cancelled"}}}`, 202, ``},
@@ -542,7 +546,7 @@ func TestAgentNotReadingStdinTimesOut(t *testing.T) {
 	}
 	big := `{"jsonrpc":"2.0","method":"note","params":{"pad":"` + strings.Repeat("x", 1<<20) + `"}}`
 	r := h.rpc("st", "", big)
-	if r.status != 504 || problemType(t, r.body) != "timeout" || !strings.Contains(r.body, "not reading") {
+	if r.status != 504 || problemType(t, r.body) != "agent_input_queued" || !strings.Contains(r.body, "not reading") {
 		t.Fatalf("%d %s", r.status, r.body)
 	}
 }

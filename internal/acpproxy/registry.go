@@ -53,6 +53,13 @@ type Options struct {
 	StderrTailBytes int
 	// StderrLogBytes bounds how much stderr is copied to the log (1 MiB).
 	StderrLogBytes int
+	// MaxServers caps live ACP servers (agent processes) (256); a new
+	// server id past it gets 503 too_many_servers.
+	MaxServers int
+	// MaxQueuedBytes bounds one agent's stdin queue: lines accepted while
+	// the agent is not reading (64 MiB). Past it a message is refused (503
+	// agent_input_full), never silently dropped.
+	MaxQueuedBytes int
 }
 
 func (o *Options) defaults() {
@@ -68,6 +75,8 @@ func (o *Options) defaults() {
 	setDefault(&o.MaxLineBytes, 64<<20)
 	setDefault(&o.StderrTailBytes, 64<<10)
 	setDefault(&o.StderrLogBytes, 1<<20)
+	setDefault(&o.MaxServers, 256)
+	setDefault(&o.MaxQueuedBytes, 64<<20)
 }
 
 func setDefault[T cmp.Ordered](v *T, d T) {
@@ -136,16 +145,13 @@ func (r *Registry) Get(id string) (*Instance, bool) {
 	return s.inst, s.inst != nil
 }
 
-// errShuttingDown refuses new servers during shutdown.
-var errShuttingDown = problem.Stream("server is shutting down")
-
 // Resolve returns the server for id, creating it for agent when absent.
 // agent == "" means the caller gave no agent.
 func (r *Registry) Resolve(ctx context.Context, id, agent string) (*Instance, error) {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		return nil, errShuttingDown
+		return nil, problem.ShuttingDown()
 	}
 	s, ok := r.servers[id]
 	if ok {
@@ -162,6 +168,10 @@ func (r *Registry) Resolve(ctx context.Context, id, agent string) (*Instance, er
 	if agent == "" {
 		r.mu.Unlock()
 		return nil, problem.Invalid("missing required 'agent' query parameter for first POST to /v1/acp/" + id)
+	}
+	if len(r.servers) >= r.opts.MaxServers {
+		r.mu.Unlock()
+		return nil, problem.TooMany(r.opts.MaxServers)
 	}
 	s = &slot{agent: agent, ready: make(chan struct{})}
 	r.servers[id] = s

@@ -1,6 +1,7 @@
 package acpproxy
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"time"
@@ -19,7 +20,17 @@ type entry struct {
 // agent's stdout) for at most slowReader, then cuts the laggards off so one
 // stuck client cannot stall the agent forever. A cut reader resumes with
 // Last-Event-ID; if the messages it missed have left the ring it receives an
-// explicit gap notification, never a silent hole.
+// explicit gap notification, never a silent hole. A Last-Event-ID beyond the
+// last message (the id was deleted and recreated, or the server restarted)
+// is a reset: a gap notification, then everything retained.
+//
+// Ordering invariant (POST answers never overtake the stream): each reader
+// reports the last seq it has flushed to its client (flushed, not just
+// handed). A POST holding the response with seq n answers only once every
+// live reader has flushed ≥ n, i.e. every reader has on the wire everything
+// the agent wrote before (and including) that response. The wait is bounded
+// by slowReader: a stalled reader delays an answer, never blocks it (and its
+// own write deadline, the same timeout, cuts it off).
 type stream struct {
 	mu         sync.Mutex
 	ring       []entry // grows by doubling up to size
@@ -33,14 +44,20 @@ type stream struct {
 	subs    map[*reader]struct{}
 	dataCh  chan struct{} // closed on publish; nil when nobody waits
 	spaceCh chan struct{} // closed when a reader advances; nil when nobody waits
+	flushCh chan struct{} // closed when a reader flushes or leaves; nil when nobody waits
 	closed  bool
 	doneCh  chan struct{} // closed by close()
 }
 
 type reader struct {
-	cursor uint64        // last seq handed to this reader
-	cutCh  chan struct{} // closed when cut off for lagging
-	cut    bool
+	cursor  uint64        // last seq handed to this reader
+	flushed uint64        // last seq this reader has flushed to its client
+	cutCh   chan struct{} // closed when cut off for lagging
+	cut     bool
+	// abort, when set, fails the reader's pending and later writes at once
+	// (it is cut off or the stream closed), so a client that stopped reading
+	// does not hold its handler for a whole write deadline.
+	abort func()
 }
 
 func newStream(size, maxBytes int, slowReader time.Duration) *stream {
@@ -71,10 +88,12 @@ func (s *stream) publish(data []byte) (uint64, error) {
 func (s *stream) publishBatch(batch []outMsg) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, m := range batch {
-		if _, err := s.publishLocked(m.data); err != nil {
+	for i := range batch {
+		seq, err := s.publishLocked(batch[i].data)
+		if err != nil {
 			return err
 		}
+		batch[i].seq = seq
 	}
 	return nil
 }
@@ -167,37 +186,119 @@ func (s *stream) cutLaggardsLocked(seq uint64) {
 			r.cut = true
 			close(r.cutCh)
 			delete(s.subs, r)
+			if r.abort != nil {
+				r.abort()
+			}
 		}
 	}
+	s.wakeFlushWaitersLocked()
 }
 
 // subscribe registers a live reader positioned after lastID (0: from the
-// oldest retained message). gap reports messages that left the ring.
-func (s *stream) subscribe(lastID uint64, hasLastID bool) (r *reader, gap *gapInfo) {
+// oldest retained message). gap reports messages that left the ring, or a
+// reset when lastID is beyond the last message (missed is then unknown: 0).
+// abort (may be nil) is called, under the stream's lock, when the reader is
+// cut off or the stream closes.
+func (s *stream) subscribe(lastID uint64, hasLastID bool, abort func()) (r *reader, gap *gapInfo) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	oldest := s.oldestLocked()
 	cursor := lastID
-	if !hasLastID || cursor+1 < oldest {
+	switch {
+	case hasLastID && cursor > s.last:
+		// Ids from another incarnation of this server id: waiting for
+		// them would deliver nothing, ever.
+		gap = &gapInfo{after: cursor, next: oldest, reset: true}
+		cursor = oldest - 1
+	case !hasLastID || cursor+1 < oldest:
 		if hasLastID && cursor < s.last && cursor+1 < oldest {
 			gap = &gapInfo{after: cursor, next: oldest, missed: oldest - cursor - 1}
 		}
 		cursor = oldest - 1
 	}
-	r = &reader{cursor: cursor, cutCh: make(chan struct{})}
+	r = &reader{cursor: cursor, flushed: cursor, cutCh: make(chan struct{}), abort: abort}
 	if !s.closed {
 		s.subs[r] = struct{}{}
 	}
 	return r, gap
 }
 
-type gapInfo struct{ after, next, missed uint64 }
+type gapInfo struct {
+	after, next, missed uint64
+	reset               bool
+}
 
 func (s *stream) unsubscribe(r *reader) {
 	s.mu.Lock()
 	delete(s.subs, r)
 	s.wakeWriterLocked()
+	s.wakeFlushWaitersLocked()
 	s.mu.Unlock()
+}
+
+// markFlushed records that r's client has been sent everything up to seq.
+func (s *stream) markFlushed(r *reader, seq uint64) {
+	s.mu.Lock()
+	if seq > r.flushed {
+		r.flushed = seq
+		s.wakeFlushWaitersLocked()
+	}
+	s.mu.Unlock()
+}
+
+func (s *stream) wakeFlushWaitersLocked() {
+	if s.flushCh != nil {
+		close(s.flushCh)
+		s.flushCh = nil
+	}
+}
+
+// flushedLocked reports whether every live reader has flushed seq.
+func (s *stream) flushedLocked(seq uint64) bool {
+	if s.closed {
+		return true
+	}
+	for r := range s.subs {
+		if r.flushed < seq {
+			return false
+		}
+	}
+	return true
+}
+
+// waitFlushed returns once every live reader has flushed seq (see the
+// ordering invariant), the slow-reader timeout passed, ctx ended or the
+// stream closed.
+func (s *stream) waitFlushed(ctx context.Context, seq uint64) {
+	s.mu.Lock()
+	if s.flushedLocked(seq) { // the common case: no reader, or it was quick
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	t := time.NewTimer(s.slowReader)
+	defer t.Stop()
+	for {
+		s.mu.Lock()
+		if s.flushedLocked(seq) {
+			s.mu.Unlock()
+			return
+		}
+		if s.flushCh == nil {
+			s.flushCh = make(chan struct{})
+		}
+		ch := s.flushCh
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-t.C:
+			return
+		case <-ctx.Done():
+			return
+		case <-s.doneCh:
+			return
+		}
+	}
 }
 
 func (s *stream) wakeWriterLocked() {
@@ -250,6 +351,12 @@ func (s *stream) close() {
 	}
 	s.closed = true
 	close(s.doneCh)
+	for r := range s.subs {
+		if r.abort != nil {
+			r.abort()
+		}
+	}
+	s.wakeFlushWaitersLocked()
 	if s.dataCh != nil {
 		close(s.dataCh)
 		s.dataCh = nil

@@ -7,8 +7,8 @@ import (
 
 func TestStreamBackpressureAndCutOff(t *testing.T) {
 	s := newStream(4, 0, 20*time.Millisecond)
-	slow, _ := s.subscribe(0, false)
-	fast, _ := s.subscribe(0, false)
+	slow, _ := s.subscribe(0, false, nil)
+	fast, _ := s.subscribe(0, false, nil)
 	for i := range 4 {
 		if seq, err := s.publish([]byte{byte(i)}); err != nil || seq != uint64(i+1) {
 			t.Fatalf("publish %d: %d %v", i, seq, err)
@@ -37,7 +37,7 @@ func TestStreamBackpressureAndCutOff(t *testing.T) {
 		t.Fatalf("fast after cut: %+v", got)
 	}
 	// Resuming the slow reader from where it was reports the gap.
-	_, gap := s.subscribe(0, true)
+	_, gap := s.subscribe(0, true, nil)
 	if gap == nil || gap.after != 0 || gap.next != 2 || gap.missed != 1 {
 		t.Fatalf("gap %+v", gap)
 	}
@@ -49,7 +49,7 @@ func TestStreamBackpressureAndCutOff(t *testing.T) {
 
 func TestStreamReaderWakesWriter(t *testing.T) {
 	s := newStream(2, 0, time.Hour)
-	r, _ := s.subscribe(0, false)
+	r, _ := s.subscribe(0, false, nil)
 	s.publish([]byte("a"))
 	s.publish([]byte("b"))
 	done := make(chan uint64)
@@ -69,7 +69,7 @@ func TestStreamReaderWakesWriter(t *testing.T) {
 
 func BenchmarkStreamPublishNext(b *testing.B) {
 	s := newStream(1024, 0, time.Hour)
-	r, _ := s.subscribe(0, false)
+	r, _ := s.subscribe(0, false, nil)
 	msg := []byte(`{"jsonrpc":"2.0","method":"session/update","params":{"sessionId":"s","update":{"sessionUpdate":"agent_message_chunk","content":{"type":"text","text":"hello"}}}}`)
 	buf := make([]entry, 0, maxBatch)
 	b.ReportAllocs()
@@ -95,7 +95,7 @@ func TestStreamRingGrowsToReplayCapacity(t *testing.T) {
 		t.Fatalf("ring %d, want the full replay capacity", len(s.ring))
 	}
 	// A new reader replays exactly the newest 1024, in order.
-	r, gap := s.subscribe(0, false)
+	r, gap := s.subscribe(0, false, nil)
 	if gap != nil {
 		t.Fatal("no gap without Last-Event-ID")
 	}

@@ -259,3 +259,38 @@ func TimeoutMsg(msg string) *Problem {
 	p.Details = map[string]any{"message": msg}
 	return p
 }
+
+// ACP proxy (issue 9): what became of a message the agent's stdin did not
+// take in time, and the cap on live servers.
+const (
+	// AgentInputQueued: the message is in the server's ordered stdin queue
+	// and will reach the agent, after everything accepted before it.
+	AgentInputQueued Code = "agent_input_queued"
+	// AgentInputFull: the stdin queue is full; the message was not written
+	// and never will be.
+	AgentInputFull Code = "agent_input_full"
+)
+
+// InputQueued is the 504 for a message accepted into the agent's stdin
+// queue but not yet written when the request timed out.
+func InputQueued(msg string) *Problem {
+	p := New(AgentInputQueued, http.StatusGatewayTimeout, "Agent Input Queued", msg)
+	p.Details = map[string]any{"message": msg}
+	return p
+}
+
+// InputFull is the 503 for a message refused because the agent's stdin
+// queue is full: nothing of it was written.
+func InputFull(msg string) *Problem {
+	p := New(AgentInputFull, http.StatusServiceUnavailable, "Agent Input Full", msg)
+	p.Details = map[string]any{"message": msg}
+	return p
+}
+
+// TooMany is the 503 too_many_servers for a new ACP server past the cap.
+func TooMany(limit int) *Problem {
+	msg := fmt.Sprintf("too many ACP servers: %d are running (the limit); delete one or raise --max-acp-servers", limit)
+	p := New(TooManyServers, http.StatusServiceUnavailable, "Too Many Servers", msg)
+	p.Details = map[string]any{"limit": limit}
+	return p
+}

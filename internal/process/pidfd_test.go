@@ -4,9 +4,11 @@ import (
 	"os"
 	"syscall"
 	"testing"
+
+	"github.com/sandbox-agent-go/sandbox-agent/internal/procwait"
 )
 
-// waitPidfd must report the exit without reaping, so the group can still
+// procwait.Pidfd must report the exit without reaping, so the group can still
 // be signalled safely and reap collects the status afterwards.
 func TestWaitPidfdDoesNotReap(t *testing.T) {
 	r, w, err := os.Pipe()
@@ -22,7 +24,7 @@ func TestWaitPidfdDoesNotReap(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- waitPidfd(pid) }()
+	go func() { done <- procwait.Pidfd(pid) }()
 	select {
 	case err := <-done:
 		t.Fatalf("returned before the child exited: %v", err)
@@ -30,7 +32,7 @@ func TestWaitPidfdDoesNotReap(t *testing.T) {
 	}
 	w.Close() // EOF on the child's stdin: it exits 7
 	if err := <-done; err != nil {
-		t.Fatalf("waitPidfd: %v", err)
+		t.Fatalf("procwait.Pidfd: %v", err)
 	}
 	code, err := reap(pid)
 	if err != nil || code == nil || *code != 7 {

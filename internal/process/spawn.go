@@ -18,6 +18,7 @@ import (
 	"github.com/creack/pty"
 
 	"github.com/sandbox-agent-go/sandbox-agent/internal/problem"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/procwait"
 )
 
 // readChunk is the read size of output pumps: one read is one log entry.
@@ -357,7 +358,7 @@ func spawnProblem(err error) *problem.Problem {
 // (and process group id) stay reserved while the caller decides whether to
 // signal the group.
 func waitNoReap(pid int) error {
-	if err := waitPidfd(pid); err == nil {
+	if err := procwait.Pidfd(pid); err == nil {
 		return nil
 	}
 	var info [128]byte // siginfo_t
@@ -372,42 +373,6 @@ func waitNoReap(pid int) error {
 		}
 		return nil
 	}
-}
-
-// waitPidfd waits for pid's exit on the runtime's netpoller through a
-// pidfd (Linux ≥ 5.3), so a waiting process pins no OS thread. It fails
-// when pidfds are unavailable and the caller falls back to waitid.
-func waitPidfd(pid int) error {
-	const sysPidfdOpen, pidfdNonblock, pPidfd = 434, syscall.O_NONBLOCK, 3
-	fd, _, e := syscall.Syscall(sysPidfdOpen, uintptr(pid), pidfdNonblock, 0)
-	if e != 0 {
-		return e
-	}
-	f := os.NewFile(fd, "pidfd")
-	defer f.Close()
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var info [128]byte // siginfo_t; si_pid at offset 16 is set once exited
-	var werr error
-	err = rc.Read(func(fd uintptr) bool {
-		clear(info[:])
-		_, _, e := syscall.Syscall6(syscall.SYS_WAITID, pPidfd, fd,
-			uintptr(unsafe.Pointer(&info[0])), syscall.WEXITED|syscall.WNOWAIT|syscall.WNOHANG, 0, 0)
-		if e == syscall.EINTR {
-			return false
-		}
-		if e != 0 {
-			werr = e
-			return true
-		}
-		return *(*int32)(unsafe.Pointer(&info[16])) != 0
-	})
-	if err != nil {
-		return err
-	}
-	return werr
 }
 
 // reap collects pid and returns its exit code (nil when a signal killed it).
