@@ -98,14 +98,19 @@ type Client struct {
 	// recMu serialises every read-modify-write of a session record, so a
 	// method's reply and a notification (set_config_option and
 	// config_option_update, say) never overwrite each other's change. It is
-	// never held across network calls: the dispatch goroutine takes it.
-	recMu sync.Mutex
+	// never held across ACP calls (the dispatch goroutine takes it), but it
+	// is held across the store, which may be a database that stopped
+	// answering: hence a ctxMutex.
+	recMu ctxMutex
 
 	mu       sync.Mutex
 	live     map[string]*liveConn // by agent
 	sessions map[string]*Session  // handles by local id
 	perms    map[string]*pendingPermission
 	closed   bool
+	// closeDone is closed when the teardown started by the first Close
+	// has finished.
+	closeDone chan struct{}
 }
 
 // Connect returns a Client for opts.BaseURL after waiting for the server to
@@ -175,14 +180,19 @@ func (c *Client) InspectorURL() string { return strings.TrimRight(c.baseURL, "/"
 
 // Close closes every ACP connection (each DELETE bounded by ctx and 2 s),
 // cancels pending permission requests and stops background work. The store
-// is not closed.
+// is not closed. It waits for the background work to end only as long as
+// ctx allows: it then returns ctx's error wrapped, and the work, already
+// cancelled, ends on its own. A later Close waits for the same end.
 func (c *Client) Close(ctx context.Context) error {
 	c.mu.Lock()
 	if c.closed {
+		done := c.closeDone
 		c.mu.Unlock()
-		return nil
+		return awaitClosed(ctx, done)
 	}
 	c.closed = true
+	done := make(chan struct{})
+	c.closeDone = done
 	lives := make([]*liveConn, 0, len(c.live))
 	for _, l := range c.live {
 		lives = append(lives, l)
@@ -195,17 +205,33 @@ func (c *Client) Close(ctx context.Context) error {
 		p.resolve(cancelledOutcome())
 	}
 	c.cancel()
-	var wg sync.WaitGroup
-	for _, l := range lives {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_ = l.conn.Close(ctx)
-		}()
+	// The teardown runs apart so that Close can give up on it: a stuck
+	// store write in the dispatch goroutine, say, must not hold the caller
+	// past its deadline.
+	go func() {
+		defer close(done)
+		var wg sync.WaitGroup
+		for _, l := range lives {
+			wg.Go(func() { _ = l.conn.Close(ctx) })
+		}
+		wg.Wait()
+		c.wg.Wait()
+	}()
+	return awaitClosed(ctx, done)
+}
+
+func awaitClosed(ctx context.Context, done <-chan struct{}) error {
+	select {
+	case <-done:
+		return nil
+	default:
 	}
-	wg.Wait()
-	c.wg.Wait()
-	return nil
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctxWaitErr("the client's background work to end", ctx.Err())
+	}
 }
 
 // Error is a non-2xx answer of the HTTP API. Problem holds the decoded

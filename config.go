@@ -156,11 +156,13 @@ func (s *Session) update(ctx context.Context, fn func(*SessionRecord)) error {
 // → ErrSessionNotFound), applies fn and stores the result, under recMu.
 // fn must not do I/O.
 func (c *Client) modifyRecord(ctx context.Context, id string, fallback func() SessionRecord, fn func(*SessionRecord)) (SessionRecord, error) {
-	c.recMu.Lock()
-	defer c.recMu.Unlock()
+	if err := c.recMu.lock(ctx, "the session records (another update is writing to the store)"); err != nil {
+		return SessionRecord{}, err
+	}
+	defer c.recMu.unlock()
 	rec, ok, err := c.store.GetSession(ctx, id)
 	if err != nil {
-		return SessionRecord{}, err
+		return SessionRecord{}, fmt.Errorf("sandboxagent: read session %q: %w", id, err)
 	}
 	if !ok {
 		if fallback == nil {
@@ -170,7 +172,7 @@ func (c *Client) modifyRecord(ctx context.Context, id string, fallback func() Se
 	}
 	fn(&rec)
 	if err := c.store.UpdateSession(ctx, rec); err != nil {
-		return SessionRecord{}, err
+		return SessionRecord{}, fmt.Errorf("sandboxagent: update session %q: %w", id, err)
 	}
 	return rec, nil
 }

@@ -92,7 +92,10 @@ func newHealthGate(c *Client, o HealthOptions) *healthGate {
 // only; the next wait starts a fresh run (the error is not sticky).
 func (g *healthGate) wait(ctx context.Context) error {
 	if g.opts.Disabled {
-		return ctx.Err()
+		if err := ctx.Err(); err != nil {
+			return ctxWaitErr("the server", err)
+		}
+		return nil
 	}
 	g.mu.Lock()
 	if g.healthy {
@@ -104,7 +107,8 @@ func (g *healthGate) wait(ctx context.Context) error {
 	select {
 	case <-ch:
 	case <-ctx.Done():
-		return ctx.Err()
+		// The run goes on in the background for the other waiters.
+		return ctxWaitErr(fmt.Sprintf("sandbox-agent at %s to become healthy", g.c.baseURL), ctx.Err())
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()

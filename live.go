@@ -77,7 +77,9 @@ func (c *Client) getLive(ctx context.Context, agent string) (*liveConn, error) {
 		select {
 		case <-l.ready:
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			// initialize goes on under the client's context, for the
+			// next caller.
+			return nil, ctxWaitErr(fmt.Sprintf("the ACP connection of agent %q to initialize", agent), ctx.Err())
 		}
 		if l.initErr == nil {
 			return l, nil

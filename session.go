@@ -44,7 +44,10 @@ type Session struct {
 	c  *Client
 	id string
 
-	opMu sync.Mutex // serialises binding/restoration
+	// opMu serialises binding and restoration. It is held across the
+	// health gate, session/new and the store, so it is a ctxMutex: a call
+	// queued behind a stuck restore still ends with its own context.
+	opMu ctxMutex
 
 	mu        sync.Mutex
 	rec       SessionRecord
@@ -139,10 +142,12 @@ func (c *Client) CreateSession(ctx context.Context, req CreateSessionRequest) (*
 	}
 	// A handle must exist before session/new so early events reach it.
 	s := c.handle(SessionRecord{ID: id, Agent: agent, SessionInit: initJSON})
-	s.opMu.Lock()
+	if err := s.opMu.lock(ctx, s.lockWhat()); err != nil {
+		return nil, err
+	}
 	asid, res, err := live.newSession(ctx, id, initJSON)
 	if err != nil {
-		s.opMu.Unlock()
+		s.opMu.unlock()
 		return nil, err
 	}
 	rec := SessionRecord{
@@ -152,7 +157,7 @@ func (c *Client) CreateSession(ctx context.Context, req CreateSessionRequest) (*
 	applyNewSessionResult(&rec, res)
 	err = c.store.UpdateSession(ctx, rec)
 	s.setRec(rec)
-	s.opMu.Unlock()
+	s.opMu.unlock()
 	if err != nil {
 		return nil, fmt.Errorf("sandboxagent: persist session: %w", err)
 	}
@@ -194,7 +199,7 @@ func applyNewSessionResult(rec *SessionRecord, res json.RawMessage) {
 func (c *Client) ResumeSession(ctx context.Context, id string) (*Session, error) {
 	rec, ok, err := c.store.GetSession(ctx, id)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("sandboxagent: read session %q: %w", id, err)
 	}
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", ErrSessionNotFound, id)
@@ -215,7 +220,7 @@ func (c *Client) ResumeOrCreateSession(ctx context.Context, req CreateSessionReq
 	if id := strings.TrimSpace(req.ID); id != "" {
 		_, ok, err := c.store.GetSession(ctx, id)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("sandboxagent: read session %q: %w", id, err)
 		}
 		if ok {
 			s, err := c.ResumeSession(ctx, id)
@@ -246,7 +251,7 @@ func (c *Client) DestroySession(ctx context.Context, id string) error {
 	c.cancelPermissions(func(p *pendingPermission) bool { return p.req.SessionID == id })
 	rec, ok, err := c.store.GetSession(ctx, id)
 	if err != nil {
-		return err
+		return fmt.Errorf("sandboxagent: read session %q: %w", id, err)
 	}
 	if !ok {
 		return fmt.Errorf("%w: %q", ErrSessionNotFound, id)
@@ -287,12 +292,14 @@ func (c *Client) GetEvents(ctx context.Context, req ListEventsRequest) (ListPage
 // restoring the session when needed. Never recursive: a restore that does
 // not yield a session id is an error.
 func (s *Session) ensureBound(ctx context.Context) (*liveConn, string, error) {
-	s.opMu.Lock()
-	defer s.opMu.Unlock()
+	if err := s.opMu.lock(ctx, s.lockWhat()); err != nil {
+		return nil, "", err
+	}
+	defer s.opMu.unlock()
 	c := s.c
 	rec, ok, err := c.store.GetSession(ctx, s.id)
 	if err != nil {
-		return nil, "", err
+		return nil, "", fmt.Errorf("sandboxagent: read session %q: %w", s.id, err)
 	}
 	if !ok {
 		return nil, "", fmt.Errorf("%w: %q", ErrSessionNotFound, s.id)
@@ -329,6 +336,11 @@ func (s *Session) ensureBound(ctx context.Context) (*liveConn, string, error) {
 	s.setRec(rec)
 	live.setReplay(rec.ID, replay)
 	return live, asid, nil
+}
+
+// lockWhat names opMu's wait in errors.
+func (s *Session) lockWhat() string {
+	return fmt.Sprintf("session %q (another call is binding or restoring it)", s.id)
 }
 
 // PromptResponse is the answer of a prompt.

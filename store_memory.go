@@ -73,7 +73,7 @@ func NewMemoryStore(opts MemoryStoreOptions) *MemoryStore {
 // GetSession implements SessionStore.
 func (s *MemoryStore) GetSession(ctx context.Context, id string) (SessionRecord, bool, error) {
 	if err := ctx.Err(); err != nil {
-		return SessionRecord{}, false, err
+		return SessionRecord{}, false, fmt.Errorf("sandboxagent: memory store: %w", err)
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -87,7 +87,7 @@ func (s *MemoryStore) GetSession(ctx context.Context, id string) (SessionRecord,
 // ListSessions implements SessionStore.
 func (s *MemoryStore) ListSessions(ctx context.Context, req ListPageRequest) (ListPage[SessionRecord], error) {
 	if err := ctx.Err(); err != nil {
-		return ListPage[SessionRecord]{}, err
+		return ListPage[SessionRecord]{}, fmt.Errorf("sandboxagent: memory store: %w", err)
 	}
 	s.mu.RLock()
 	all := make([]SessionRecord, 0, len(s.sessions))
@@ -106,7 +106,7 @@ func (s *MemoryStore) ListSessions(ctx context.Context, req ListPageRequest) (Li
 // UpdateSession implements SessionStore.
 func (s *MemoryStore) UpdateSession(ctx context.Context, rec SessionRecord) error {
 	if err := ctx.Err(); err != nil {
-		return err
+		return fmt.Errorf("sandboxagent: memory store: %w", err)
 	}
 	if err := rec.Validate(); err != nil {
 		return err
@@ -146,7 +146,7 @@ func (s *MemoryStore) evictOldestLocked() {
 // ListEvents implements SessionStore.
 func (s *MemoryStore) ListEvents(ctx context.Context, req ListEventsRequest) (ListPage[SessionEvent], error) {
 	if err := ctx.Err(); err != nil {
-		return ListPage[SessionEvent]{}, err
+		return ListPage[SessionEvent]{}, fmt.Errorf("sandboxagent: memory store: %w", err)
 	}
 	s.mu.RLock()
 	var events []SessionEvent
@@ -169,7 +169,7 @@ func (s *MemoryStore) ListEvents(ctx context.Context, req ListEventsRequest) (Li
 // kept too, each log bounded by MaxEventsPerSession.
 func (s *MemoryStore) InsertEvent(ctx context.Context, sessionID string, ev SessionEvent) (SessionEvent, error) {
 	if err := ctx.Err(); err != nil {
-		return SessionEvent{}, err
+		return SessionEvent{}, fmt.Errorf("sandboxagent: memory store: %w", err)
 	}
 	ev, err := ev.Normalize(sessionID)
 	if err != nil {

@@ -176,11 +176,11 @@ type Conn struct {
 
 	nextID  atomic.Int64
 	posted  atomic.Bool
-	bootMu  sync.Mutex // serialises the bootstrap POST
+	bootMu  waitLock // serialises the bootstrap POST (held across it)
 	sseOnce sync.Once
 	wg      sync.WaitGroup
 
-	obsMu sync.Mutex // serialises Observe + dispatch
+	obsMu waitLock // serialises Observe + dispatch (held across the callbacks)
 
 	mu       sync.Mutex
 	pending  map[string]chan response
@@ -290,7 +290,9 @@ func (c *Conn) Call(ctx context.Context, method string, params any) (json.RawMes
 		c.mu.Unlock()
 	}()
 
-	c.observe(ctx, true, body)
+	if err := c.observe(ctx, true, body); err != nil {
+		return nil, err
+	}
 	inline, err := c.post(ctx, body)
 	if err != nil {
 		return nil, err
@@ -310,7 +312,7 @@ func (c *Conn) Call(ctx context.Context, method string, params any) (json.RawMes
 			return r.result, nil
 		case <-grace:
 			grace = nil
-			c.receive(inline)
+			c.receive(ctx, inline) // a ctx that ended is seen next round
 		case <-c.done:
 			// A response delivered just before the end wins.
 			select {
@@ -323,7 +325,7 @@ func (c *Conn) Call(ctx context.Context, method string, params any) (json.RawMes
 			}
 			return nil, c.Err()
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, fmt.Errorf("acphttp: gave up waiting for the answer to %s: %w", method, ctx.Err())
 		}
 	}
 }
@@ -337,7 +339,9 @@ func (c *Conn) Notify(ctx context.Context, method string, params any) error {
 	if err := c.Err(); err != nil {
 		return err
 	}
-	c.observe(ctx, true, body)
+	if err := c.observe(ctx, true, body); err != nil {
+		return err
+	}
 	_, err = c.post(ctx, body)
 	return err
 }
@@ -369,12 +373,15 @@ func (c *Conn) header(req *http.Request) {
 func (c *Conn) post(ctx context.Context, body []byte) ([]byte, error) {
 	boot := false
 	if !c.posted.Load() {
-		c.bootMu.Lock()
+		// The holder's POST ends with its caller's context or the Conn.
+		if err := c.bootMu.lock(ctx, "another call's bootstrap POST to "+c.url); err != nil {
+			return nil, err
+		}
 		if c.posted.Load() {
-			c.bootMu.Unlock()
+			c.bootMu.unlock()
 		} else {
 			boot = true
-			defer c.bootMu.Unlock()
+			defer c.bootMu.unlock()
 		}
 	}
 	u := c.url
@@ -395,7 +402,7 @@ func (c *Conn) post(ctx context.Context, body []byte) ([]byte, error) {
 	resp, err := c.o.HTTPClient.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return nil, fmt.Errorf("acphttp: POST %s: %w", u, ctx.Err())
 		}
 		if e := c.Err(); e != nil {
 			return nil, e
@@ -411,7 +418,7 @@ func (c *Conn) post(ctx context.Context, body []byte) ([]byte, error) {
 	}
 	if rerr != nil {
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return nil, fmt.Errorf("acphttp: POST %s: read body: %w", u, ctx.Err())
 		}
 		c.lost(fmt.Errorf("POST: read body: %w", rerr))
 		return nil, c.Err()
@@ -522,7 +529,7 @@ func (c *Conn) sseOnceRead(lastID *string) (bool, error) {
 		if ev.Event != "message" || len(ev.Data) == 0 {
 			continue
 		}
-		c.receive(ev.Data)
+		c.receive(c.ctx, ev.Data)
 	}
 }
 
@@ -541,28 +548,38 @@ func (a *activityReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (c *Conn) observe(ctx context.Context, out bool, raw []byte) {
+// observe hands an outbound envelope to Observe, in order with the
+// inbound ones; it fails only when ctx ends while another envelope is
+// being observed.
+func (c *Conn) observe(ctx context.Context, out bool, raw []byte) error {
 	if c.o.Observe == nil {
-		return
+		return nil
 	}
 	env, err := acp.Parse(raw)
 	if err != nil {
-		return
+		return nil
 	}
-	c.obsMu.Lock()
-	defer c.obsMu.Unlock()
+	if err := c.obsMu.lock(ctx, "Observe of an earlier message"); err != nil {
+		return err
+	}
+	defer c.obsMu.unlock()
 	c.o.Observe(ctx, Message{Outbound: out, Raw: json.RawMessage(raw), Envelope: env})
+	return nil
 }
 
 // receive handles one inbound envelope: de-duplicate responses, observe,
-// dispatch. Serialised by obsMu so arrival order is kept.
-func (c *Conn) receive(raw []byte) {
+// dispatch. Serialised by obsMu so arrival order is kept. The envelope is
+// dropped if ctx ends first (the Conn's: it is closing; a caller's: it has
+// given up on the answer).
+func (c *Conn) receive(ctx context.Context, raw []byte) {
 	env, err := acp.Parse(raw)
 	if err != nil {
 		return
 	}
-	c.obsMu.Lock()
-	defer c.obsMu.Unlock()
+	if c.obsMu.lock(ctx, "Observe of an earlier message") != nil {
+		return
+	}
+	defer c.obsMu.unlock()
 	if env.Kind == acp.Response {
 		key := acp.IDKey(env.ID)
 		c.mu.Lock()
@@ -648,13 +665,18 @@ func (c *Conn) answer(req Request) {
 	if mErr != nil || c.ctx.Err() != nil {
 		return
 	}
-	c.observe(c.ctx, true, body)
+	if c.observe(c.ctx, true, body) != nil {
+		return
+	}
 	_, _ = c.post(c.ctx, body)
 }
 
 // Close ends the connection: pending calls fail with ErrClosed, the SSE
 // stream stops, and, if anything was posted, the ACP server is deleted with
-// a DELETE bounded by ctx and Options.CloseTimeout (errors ignored).
+// a DELETE bounded by ctx and Options.CloseTimeout (errors ignored). It
+// then waits for the Conn's goroutines (a callback may still be running)
+// as long as ctx allows, else returns ctx's error wrapped; they have been
+// cancelled and end on their own.
 func (c *Conn) Close(ctx context.Context) error {
 	c.fail(fmt.Errorf("%w (server %s)", ErrClosed, c.o.ServerID))
 	if c.posted.Load() {
@@ -670,6 +692,20 @@ func (c *Conn) Close(ctx context.Context) error {
 		}
 		cancel()
 	}
-	c.wg.Wait()
-	return nil
+	done := make(chan struct{})
+	go func() {
+		c.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	default:
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("acphttp: gave up waiting for the connection's goroutines to end: %w", ctx.Err())
+	}
 }
