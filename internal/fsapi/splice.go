@@ -3,6 +3,7 @@ package fsapi
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -21,7 +22,9 @@ import (
 const (
 	// spliceMinBytes: smaller bodies are not worth giving up keep-alive.
 	spliceMinBytes = 8 << 20
-	// spliceChunk is how much is spliced between read-deadline refreshes.
+	// spliceChunk is how much is spliced between read-deadline refreshes
+	// and context checks (a cancellation also interrupts a chunk at once,
+	// through the read deadline).
 	spliceChunk = 16 << 20
 	// spliceIdle bounds how long a stalled client can hold an upload.
 	spliceIdle = 2 * time.Minute
@@ -34,6 +37,17 @@ type spliceBody struct {
 	n    int64    // declared Content-Length
 	// short is set when the client sent fewer bytes than declared.
 	short bool
+	// ctx is the request's: once it ends (the server shuts down; after the
+	// hijack net/http no longer watches the client) the copy stops.
+	ctx context.Context
+}
+
+// watch arms ctx's cancellation on the socket: a pending read (or splice)
+// fails at once through a deadline in the past. The deadline refreshes of
+// the copy loops happen before their ctx checks, so a cancellation cannot
+// be overwritten unnoticed.
+func (b *spliceBody) watch() (stop func() bool) {
+	return context.AfterFunc(b.ctx, func() { _ = b.conn.SetReadDeadline(time.Unix(1, 0)) })
 }
 
 // Read makes spliceBody an io.Reader for the paths that cannot splice
@@ -52,6 +66,10 @@ func (b *spliceBody) Read(p []byte) (int, error) {
 		p = p[:b.n]
 	}
 	_ = b.conn.SetReadDeadline(time.Now().Add(spliceIdle))
+	if err := b.ctx.Err(); err != nil {
+		return 0, err
+	}
+	defer b.watch()()
 	n, err := b.conn.Read(p)
 	b.n -= int64(n)
 	if err == io.EOF && b.n > 0 {
@@ -74,8 +92,12 @@ func (b *spliceBody) writeTo(f *os.File) (int64, error) {
 			return total, err
 		}
 	}
+	defer b.watch()()
 	for b.n > 0 {
 		_ = b.conn.SetReadDeadline(time.Now().Add(spliceIdle))
+		if err := b.ctx.Err(); err != nil {
+			return total, &spliceReadError{err}
+		}
 		n, err := f.ReadFrom(io.LimitReader(b.conn, min(b.n, spliceChunk)))
 		total += n
 		b.n -= n
@@ -144,7 +166,7 @@ func hijackUpload(w http.ResponseWriter, r *http.Request) (body *spliceBody, ans
 		}
 		_ = conn.Close()
 	}
-	return &spliceBody{head: head, conn: conn, n: r.ContentLength}, answer, true
+	return &spliceBody{head: head, conn: conn, n: r.ContentLength, ctx: r.Context()}, answer, true
 }
 
 // recordedResponse is an in-memory http.ResponseWriter, so the usual
