@@ -51,6 +51,20 @@ type UploadLimits struct {
 	MaxPathBytes int
 }
 
+// DefaultUploadLimits are the server's defaults (its --upload-max-* flags):
+// room for any real source tree or dataset upload, while a hostile archive
+// is stopped long before it fills a sandbox's disk or burns its CPU.
+var DefaultUploadLimits = UploadLimits{
+	MaxBytes:     8 << 30,
+	MaxEntries:   200_000,
+	MaxDepth:     256,
+	MaxPathBytes: 4096, // PATH_MAX
+}
+
+// DefaultMaxFileBytes is the server's default for Options.MaxFileBytes
+// (--upload-max-file-bytes).
+const DefaultMaxFileBytes = 4 << 30
+
 // metaBytesPerEntry is the archive metadata (headers, PAX records, long
 // names) allowed per permitted entry on top of MaxBytes: the tar stream
 // itself is capped so a run of headers without entries cannot be fed

@@ -38,6 +38,11 @@ type Options struct {
 	MaxFileBytes int64
 	// Upload bounds each POST /v1/fs/upload-batch as a whole.
 	Upload UploadLimits
+	// BodyIdleTimeout bounds how long a large PUT /v1/fs/file, whose body
+	// is spliced from the hijacked connection (so the server's own body
+	// idle timeout does not see it), may deliver nothing before it fails
+	// with 408; 0 means 30 s. Set it to the server's body idle timeout.
+	BodyIdleTimeout time.Duration
 	// Logger receives diagnostics (slog.Default when nil).
 	Logger *slog.Logger
 }
@@ -47,6 +52,7 @@ type Handler struct {
 	home    string
 	maxFile int64
 	upload  UploadLimits
+	idle    time.Duration
 	log     *slog.Logger
 	bufs    sync.Pool
 }
@@ -69,7 +75,7 @@ func New(opts Options) *Handler {
 	if log == nil {
 		log = slog.Default()
 	}
-	h := &Handler{home: home, maxFile: opts.MaxFileBytes, upload: opts.Upload, log: log}
+	h := &Handler{home: home, maxFile: opts.MaxFileBytes, upload: opts.Upload, idle: opts.BodyIdleTimeout, log: log}
 	h.bufs.New = func() any { b := make([]byte, copyBufSize); return &b }
 	return h
 }
@@ -253,7 +259,7 @@ func (h *Handler) writeFile(w http.ResponseWriter, r *http.Request) {
 	bp := h.bufs.Get().(*[]byte)
 	defer h.bufs.Put(bp)
 	ctx := r.Context()
-	if sb, answer, ok := hijackUpload(w, r); ok {
+	if sb, answer, ok := hijackUpload(w, r, h.idle); ok {
 		// Content-Length is within the limit (checked above) and exactly
 		// that many bytes are read.
 		n, err := writeAtomic(p, sb, *bp)
