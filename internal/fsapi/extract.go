@@ -150,7 +150,11 @@ func extract(ctx context.Context, dest string, body io.Reader, opts extractOptio
 		src = &ctxReader{ctx: ctx, r: zr}
 	}
 	if l := opts.limits; l.MaxBytes > 0 {
-		meta := int64(metaBytesPerEntry) * int64(max(l.MaxEntries, 1<<16))
+		entries := int64(l.MaxEntries)
+		if entries <= 0 {
+			entries = 1 << 16 // no entry limit: still bound the metadata
+		}
+		meta := metaBytesPerEntry * entries
 		src = &streamCap{r: src, left: l.MaxBytes + meta, limit: l.MaxBytes}
 	}
 
