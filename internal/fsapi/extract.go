@@ -420,9 +420,19 @@ func openDirAt(dirfd int, name string) (int, error) {
 func isDir(st *unix.Stat_t) bool  { return st.Mode&unix.S_IFMT == unix.S_IFDIR }
 func isLink(st *unix.Stat_t) bool { return st.Mode&unix.S_IFMT == unix.S_IFLNK }
 
+// relPath names comps[:n] in errors. It is only built when one is
+// reported: joining the prefix for every component would make a deep
+// entry cost quadratic time again.
+type relPath struct {
+	comps []string
+	n     int
+}
+
+func (r relPath) String() string { return strings.Join(r.comps[:r.n], "/") }
+
 // stepDir opens directory name under parent, refusing symlinks and
-// creating it (with perm) when create is set. rel names it in errors.
-func (x *extractor) stepDir(parent int, name, rel, orig string, create bool, perm uint32) (int, error) {
+// creating it (with perm) when create is set. relp names it in errors.
+func (x *extractor) stepDir(parent int, name string, relp relPath, orig string, create bool, perm uint32) (int, error) {
 	for attempt := 0; ; attempt++ {
 		var st unix.Stat_t
 		x.walkOps++
@@ -431,10 +441,10 @@ func (x *extractor) stepDir(parent int, name, rel, orig string, create bool, per
 		case err == nil && isLink(&st):
 			return -1, traversesSymlink(orig)
 		case err == nil && !isDir(&st):
-			return -1, x.fsErr(rel, &fs.PathError{Op: "mkdir", Path: rel, Err: syscall.EEXIST})
+			return -1, x.fsErr(relp.String(), &fs.PathError{Op: "mkdir", Path: relp.String(), Err: syscall.EEXIST})
 		case err == nil:
 		case err != unix.ENOENT:
-			return -1, x.fsErr(rel, err)
+			return -1, x.fsErr(relp.String(), err)
 		case !create:
 			return -1, errMissing
 		default:
@@ -444,7 +454,7 @@ func (x *extractor) stepDir(parent int, name, rel, orig string, create bool, per
 				continue // lost a race with a concurrent creator: look again
 			}
 			if err != nil {
-				return -1, x.fsErr(rel, err)
+				return -1, x.fsErr(relp.String(), err)
 			}
 		}
 		x.walkOps++
@@ -453,7 +463,7 @@ func (x *extractor) stepDir(parent int, name, rel, orig string, create bool, per
 			return -1, traversesSymlink(orig) // swapped for a symlink meanwhile
 		}
 		if err != nil {
-			return -1, x.fsErr(rel, err)
+			return -1, x.fsErr(relp.String(), err)
 		}
 		return fd, nil
 	}
@@ -474,7 +484,7 @@ func (x *extractor) enter(comps []string, orig string, lastPerm uint32) (int, in
 		x.destDirs.pop(min(k, x.destDirs.depth()))
 	}
 	for i := k; i < len(comps); i++ {
-		rel := strings.Join(comps[:i+1], "/")
+		rel := relPath{comps, i + 1}
 		if x.checkDest && x.destDirs.depth() == i {
 			fd, err := x.stepDir(x.destDirs.top(), comps[i], rel, orig, false, 0)
 			switch {
@@ -694,7 +704,7 @@ func (x *extractor) walk(root int, comps []string, orig string) (int, error) {
 		return -1, x.fsErr(".", err)
 	}
 	for i, c := range comps {
-		next, err := x.stepDir(fd, c, strings.Join(comps[:i+1], "/"), orig, false, 0)
+		next, err := x.stepDir(fd, c, relPath{comps, i + 1}, orig, false, 0)
 		_ = unix.Close(fd)
 		if err != nil {
 			return -1, err
