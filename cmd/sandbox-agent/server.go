@@ -16,6 +16,7 @@ import (
 
 	"github.com/sandbox-agent-go/sandbox-agent/internal/agents"
 	"github.com/sandbox-agent-go/sandbox-agent/internal/app"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/fsapi"
 	"github.com/sandbox-agent-go/sandbox-agent/internal/process"
 	"github.com/sandbox-agent-go/sandbox-agent/internal/server"
 )
@@ -43,6 +44,12 @@ type serverFlags struct {
 	bodyIdle         time.Duration
 	idleTimeout      time.Duration
 	maxACPServers    int
+	// upload limits (fs routes); 0 disables one.
+	uploadMaxBytes     int64
+	uploadMaxFileBytes int64
+	uploadMaxEntries   int
+	uploadMaxDepth     int
+	uploadMaxPathBytes int
 }
 
 // envDefaults lets every server flag come from the environment; an explicit
@@ -68,6 +75,11 @@ var serverEnv = map[string]string{
 	"body-idle-timeout":      "SANDBOX_AGENT_BODY_IDLE_TIMEOUT",
 	"idle-timeout":           "SANDBOX_AGENT_IDLE_TIMEOUT",
 	"max-acp-servers":        "SANDBOX_AGENT_MAX_ACP_SERVERS",
+	"upload-max-bytes":       "SANDBOX_AGENT_UPLOAD_MAX_BYTES",
+	"upload-max-file-bytes":  "SANDBOX_AGENT_UPLOAD_MAX_FILE_BYTES",
+	"upload-max-entries":     "SANDBOX_AGENT_UPLOAD_MAX_ENTRIES",
+	"upload-max-depth":       "SANDBOX_AGENT_UPLOAD_MAX_DEPTH",
+	"upload-max-path-bytes":  "SANDBOX_AGENT_UPLOAD_MAX_PATH_BYTES",
 }
 
 func applyEnv(fs *pflag.FlagSet, env map[string]string) error {
@@ -169,6 +181,11 @@ func newServerCmd(g *globalFlags) *cobra.Command {
 				return &usageError{"invalid --max-acp-servers: must be 1 or more"}
 			}
 			cfg.ACP.MaxServers = f.maxACPServers
+			if f.uploadMaxBytes < 0 || f.uploadMaxFileBytes < 0 || f.uploadMaxEntries < 0 || f.uploadMaxDepth < 0 || f.uploadMaxPathBytes < 0 {
+				return &usageError{"invalid --upload-max-*: must be 0 (unlimited) or more"}
+			}
+			cfg.MaxFileBytes = f.uploadMaxFileBytes
+			cfg.Upload = fsapi.UploadLimits{MaxBytes: f.uploadMaxBytes, MaxEntries: f.uploadMaxEntries, MaxDepth: f.uploadMaxDepth, MaxPathBytes: f.uploadMaxPathBytes}
 			a, err := app.New(cfg)
 			if err != nil {
 				return err
@@ -205,6 +222,11 @@ func newServerCmd(g *globalFlags) *cobra.Command {
 	fs.StringVar(&f.tokenFile, "token-file", "", "read the bearer token from this file (trailing newline trimmed) so it is not on the command line; excludes --token")
 	fs.Int64Var(&f.processLogBudget, "process-log-budget", process.DefaultExitedLogBudget, "bytes of output kept by exited processes in total; past it the oldest exited process's logs are dropped")
 	fs.StringVar(&f.dataDir, "data-dir", "", "data directory for installed agents (default $XDG_DATA_HOME/sandbox-agent or ~/.local/share/sandbox-agent)")
+	fs.Int64Var(&f.uploadMaxBytes, "upload-max-bytes", fsapi.DefaultUploadLimits.MaxBytes, "upload-batch: most bytes one archive may extract, sparse holes included (0: unlimited)")
+	fs.Int64Var(&f.uploadMaxFileBytes, "upload-max-file-bytes", fsapi.DefaultMaxFileBytes, "most bytes of one file: a PUT /v1/fs/file body or an upload-batch entry (0: unlimited)")
+	fs.IntVar(&f.uploadMaxEntries, "upload-max-entries", fsapi.DefaultUploadLimits.MaxEntries, "upload-batch: most entries in one archive (0: unlimited)")
+	fs.IntVar(&f.uploadMaxDepth, "upload-max-depth", fsapi.DefaultUploadLimits.MaxDepth, "upload-batch: most path components in an entry's name (0: unlimited)")
+	fs.IntVar(&f.uploadMaxPathBytes, "upload-max-path-bytes", fsapi.DefaultUploadLimits.MaxPathBytes, "upload-batch: longest entry name or link target, in bytes (0: unlimited)")
 	return cmd
 }
 

@@ -33,6 +33,8 @@ type Config struct {
 	Home string
 	// MaxFileBytes caps file uploads (0: unlimited; they stream to disk).
 	MaxFileBytes int64
+	// Upload bounds each POST /v1/fs/upload-batch (zero fields: unlimited).
+	Upload fsapi.UploadLimits
 	// Cwd is the directory relative config directories resolve against
 	// (default the process working directory).
 	Cwd    string
@@ -125,7 +127,7 @@ func New(cfg Config) (*App, error) {
 	routes = append(routes, a.Agents.Routes()...)
 	routes = append(routes, a.ACP.Routes()...)
 	a.Processes = process.NewManager(cfg.Processes)
-	routes = append(routes, fsapi.New(fsapi.Options{Home: cfg.Home, MaxFileBytes: cfg.MaxFileBytes, Logger: cfg.Logger}).Routes()...)
+	routes = append(routes, fsapi.New(fsapi.Options{Home: cfg.Home, MaxFileBytes: cfg.MaxFileBytes, Upload: cfg.Upload, BodyIdleTimeout: cfg.HTTP.BodyIdleTimeout, Logger: cfg.Logger}).Routes()...)
 	routes = append(routes, mcpconfig.New(mcpconfig.Options{Cwd: cfg.Cwd}).Routes()...)
 	routes = append(routes, a.Processes.Routes()...)
 	a.closers = []server.Closer{a.ACP, a.Processes}

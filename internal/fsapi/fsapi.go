@@ -10,6 +10,7 @@
 package fsapi
 
 import (
+	"context"
 	"errors"
 	"io"
 	"io/fs"
@@ -19,6 +20,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/sandbox-agent-go/sandbox-agent/internal/httpjson"
 	"github.com/sandbox-agent-go/sandbox-agent/internal/problem"
@@ -29,10 +31,18 @@ import (
 type Options struct {
 	// Home is where relative paths resolve ($HOME when empty).
 	Home string
-	// MaxFileBytes caps the body of PUT /v1/fs/file and POST
-	// /v1/fs/upload-batch (and the decompressed size of a gzip upload);
-	// 0 means unlimited. Larger bodies get upstream's 413 text.
+	// MaxFileBytes caps one file: the body of PUT /v1/fs/file (larger
+	// bodies get upstream's 413 text) and the logical size of each entry of
+	// POST /v1/fs/upload-batch (a 413 limit_exceeded problem); 0 means
+	// unlimited.
 	MaxFileBytes int64
+	// Upload bounds each POST /v1/fs/upload-batch as a whole.
+	Upload UploadLimits
+	// BodyIdleTimeout bounds how long a large PUT /v1/fs/file, whose body
+	// is spliced from the hijacked connection (so the server's own body
+	// idle timeout does not see it), may deliver nothing before it fails
+	// with 408; 0 means 30 s. Set it to the server's body idle timeout.
+	BodyIdleTimeout time.Duration
 	// Logger receives diagnostics (slog.Default when nil).
 	Logger *slog.Logger
 }
@@ -41,6 +51,8 @@ type Options struct {
 type Handler struct {
 	home    string
 	maxFile int64
+	upload  UploadLimits
+	idle    time.Duration
 	log     *slog.Logger
 	bufs    sync.Pool
 }
@@ -63,7 +75,7 @@ func New(opts Options) *Handler {
 	if log == nil {
 		log = slog.Default()
 	}
-	h := &Handler{home: home, maxFile: opts.MaxFileBytes, log: log}
+	h := &Handler{home: home, maxFile: opts.MaxFileBytes, upload: opts.Upload, idle: opts.BodyIdleTimeout, log: log}
 	h.bufs.New = func() any { b := make([]byte, copyBufSize); return &b }
 	return h
 }
@@ -246,12 +258,16 @@ func (h *Handler) writeFile(w http.ResponseWriter, r *http.Request) {
 	}
 	bp := h.bufs.Get().(*[]byte)
 	defer h.bufs.Put(bp)
-	if sb, answer, ok := hijackUpload(w, r); ok {
+	ctx := r.Context()
+	if sb, answer, ok := hijackUpload(w, r, h.idle); ok {
 		// Content-Length is within the limit (checked above) and exactly
 		// that many bytes are read.
 		n, err := writeAtomic(p, sb, *bp)
 		if err != nil && sb.short {
 			h.log.Info("upload cut off", "path", p, "bytes", n, "error", err)
+		}
+		if err != nil && server.ShuttingDown(ctx) {
+			err = problem.ShuttingDown()
 		}
 		answer(func(w http.ResponseWriter) {
 			if err != nil {
@@ -262,8 +278,12 @@ func (h *Handler) writeFile(w http.ResponseWriter, r *http.Request) {
 		})
 		return
 	}
-	n, err := writeAtomic(p, body, *bp)
+	defer interruptBody(w, ctx)()
+	n, err := writeAtomic(p, &ctxReader{ctx: ctx, r: body}, *bp)
 	if err != nil {
+		if server.ShuttingDown(ctx) {
+			err = problem.ShuttingDown()
+		}
 		httpjson.Error(w, err)
 		return
 	}
@@ -384,21 +404,31 @@ func (h *Handler) uploadBatch(w http.ResponseWriter, r *http.Request) {
 		httpjson.Error(w, err)
 		return
 	}
-	body, ok := h.limitedBody(w, r)
-	if !ok {
-		return
-	}
-	if err := mkdirAll(dest); err != nil {
-		httpjson.Error(w, fsError(dest, err))
-		return
-	}
+	ctx := r.Context()
+	defer interruptBody(w, ctx)()
 	bp := h.bufs.Get().(*[]byte)
 	defer h.bufs.Put(bp)
-	res, err := extract(dest, body, extractOptions{maxBytes: h.maxFile, buf: *bp, log: h.log})
+	res, err := extract(ctx, dest, r.Body, extractOptions{limits: h.upload, maxFileBytes: h.maxFile, buf: *bp, log: h.log})
 	if err != nil {
-		h.log.Debug("upload-batch failed", "dest", dest, "extracted", len(res.paths), "err", err)
+		h.log.Debug("upload-batch failed", "dest", dest, "err", err)
+		switch {
+		case server.ShuttingDown(ctx):
+			err = problem.ShuttingDown()
+		case errors.Is(err, errCanceled):
+			// Nobody reads this answer; the staging directory is gone.
+			h.log.Info("upload-batch: client went away", "dest", dest)
+			err = problem.Invalid(err.Error())
+		}
 		httpjson.Error(w, err)
 		return
 	}
 	httpjson.Write(w, http.StatusOK, uploadResponse{Paths: res.paths, Truncated: res.truncated})
+}
+
+// interruptBody makes a body read blocked on the socket return as soon as
+// ctx ends (the client left or the server is shutting down), instead of
+// waiting for data that will not come. The returned func disarms it.
+func interruptBody(w http.ResponseWriter, ctx context.Context) func() bool {
+	rc := http.NewResponseController(w)
+	return context.AfterFunc(ctx, func() { _ = rc.SetReadDeadline(time.Now()) })
 }

@@ -408,9 +408,9 @@ func TestPutLimit(t *testing.T) {
 	if left := tempFiles(t, e.home); len(left) != 0 {
 		t.Fatalf("temp files left: %v", left)
 	}
-	// Upload-batch is capped by the same limit.
+	// Upload-batch caps each entry by the same limit, as a problem naming it.
 	r = e.upload("/v1/fs/upload-batch?path=up", "application/x-tar", makeTar(t, file("big", strings.Repeat("z", 2000))))
-	checkError(t, r, 413, "", "Failed to buffer the request body: length limit exceeded")
+	checkError(t, r, 413, "limit_exceeded", "limit exceeded: upload-max-file-bytes (1000): archive entry big is 2000 bytes")
 }
 
 func TestEntries(t *testing.T) {

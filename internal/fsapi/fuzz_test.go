@@ -2,6 +2,7 @@ package fsapi
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -25,6 +26,12 @@ func FuzzResolvePath(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw string) {
 		const home = "/home/user"
 		got, err := resolvePath(home, raw)
+		if strings.IndexByte(raw, 0) >= 0 {
+			if err == nil {
+				t.Fatalf("%q with a NUL byte -> %q, accepted", raw, got)
+			}
+			return
+		}
 		if strings.HasPrefix(raw, "/") {
 			if err != nil || got != raw {
 				t.Fatalf("absolute %q -> %q, %v", raw, got, err)
@@ -74,12 +81,19 @@ func extractSeeds(tb testing.TB) map[string][]byte {
 		"replace-link":     makeTar(tb, symlink("s", "f"), file("s", "x"), file("f", "y")),
 		"file-then-dir":    makeTar(tb, file("x", "1"), dir("x/")),
 		"truncated":        plain[:700],
+		"deep":             makeTar(tb, file(strings.Repeat("d/", 20)+"f", "x")),
+		"too-many":         makeTar(tb, file("1", "a"), file("2", "b"), file("3", "c")),
+		"sparse":           sparseTar(tb, "s", 1<<21, "end"),
 	}
 }
 
+// fuzzLimits are small so the fuzzer reaches every limit.
+var fuzzLimits = UploadLimits{MaxBytes: 1 << 20, MaxEntries: 200, MaxDepth: 16, MaxPathBytes: 512}
+
 // FuzzExtract: whatever the archive, nothing is created or changed outside
-// the destination, no symlink left inside resolves outside, and nothing
-// panics.
+// the destination, no symlink left inside resolves outside, a failed
+// upload leaves the destination as it was, no staging directory is left,
+// and nothing panics.
 func FuzzExtract(f *testing.F) {
 	seeds := extractSeeds(f)
 	for _, name := range slices.Sorted(maps.Keys(seeds)) {
@@ -91,8 +105,17 @@ func FuzzExtract(f *testing.F) {
 		dest, outside := parent+"/dest", parent+"/outside"
 		must(t, os.Mkdir(dest, 0o755))
 		writeFile(t, outside+"/sentinel", "untouched")
-		_, _ = extract(dest, bytes.NewReader(data), extractOptions{maxBytes: 1 << 20, log: log})
+		_, err := extract(context.Background(), dest, bytes.NewReader(data), extractOptions{limits: fuzzLimits, maxFileBytes: 1 << 20, log: log})
+		if err != nil {
+			// All or nothing: a failed upload leaves dest as it was (empty).
+			if left := listTree(t, dest); len(left) != 0 {
+				t.Fatalf("failed upload (%v) left %v", err, left)
+			}
+		}
 		for _, p := range listTree(t, parent) {
+			if strings.Contains(p, ".sa-upload-") {
+				t.Fatalf("staging left behind: %s", p)
+			}
 			if p != "dest" && !strings.HasPrefix(p, "dest/") && p != "outside" && p != "outside/sentinel" {
 				t.Fatalf("created outside the destination: %s", p)
 			}

@@ -15,8 +15,14 @@ import (
 // resolvePath maps a request path to the filesystem path upstream uses:
 // absolute paths are taken verbatim (not normalised), relative paths are
 // cleaned of "." and empty components and joined to home; a relative path
-// with a ".." component is rejected. The empty path and "." resolve to home.
+// with a ".." component is rejected, and so is any path with a NUL byte.
+// The empty path and "." resolve to home.
 func resolvePath(home, raw string) (string, error) {
+	if strings.IndexByte(raw, 0) >= 0 {
+		// No system call takes it; refuse it as the client's error rather
+		// than answering the kernel's EINVAL as a 502.
+		return "", problem.Invalid("path contains a NUL byte")
+	}
 	if strings.HasPrefix(raw, "/") {
 		return raw, nil
 	}

@@ -3,6 +3,7 @@ package fsapi
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/sandbox-agent-go/sandbox-agent/internal/problem"
 )
 
 // Large uploads bypass net/http's body reader: the handler takes the
@@ -21,10 +24,13 @@ import (
 const (
 	// spliceMinBytes: smaller bodies are not worth giving up keep-alive.
 	spliceMinBytes = 8 << 20
-	// spliceChunk is how much is spliced between read-deadline refreshes.
+	// spliceChunk is how much is spliced between read-deadline refreshes
+	// and context checks (a cancellation also interrupts a chunk at once,
+	// through the read deadline).
 	spliceChunk = 16 << 20
-	// spliceIdle bounds how long a stalled client can hold an upload.
-	spliceIdle = 2 * time.Minute
+	// defaultBodyIdle bounds how long a stalled client can hold a spliced
+	// upload when Options.BodyIdleTimeout is zero.
+	defaultBodyIdle = 30 * time.Second
 )
 
 // spliceBody is a request body read straight from a hijacked connection.
@@ -34,6 +40,37 @@ type spliceBody struct {
 	n    int64    // declared Content-Length
 	// short is set when the client sent fewer bytes than declared.
 	short bool
+	// ctx is the request's: once it ends (the server shuts down; after the
+	// hijack net/http no longer watches the client) the copy stops.
+	ctx context.Context
+	// idle bounds each wait for the client's next bytes (the hijack
+	// bypasses the server's body idle timeout, so it is applied here).
+	idle time.Duration
+}
+
+// idleErr turns a read that timed out because the client sent nothing for
+// b.idle into the 408 problem the server's own body timeout answers; a
+// deadline that expired because ctx ended stays what it was.
+func (b *spliceBody) idleErr(err error) error {
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) && b.ctx.Err() == nil {
+		return bodyIdleTimeout(b.idle)
+	}
+	return err
+}
+
+// bodyIdleTimeout is the problem for a body that delivered nothing for d:
+// the same as internal/server's, so both upload paths answer alike.
+func bodyIdleTimeout(d time.Duration) error {
+	return problem.New(problem.RequestTimeout, http.StatusRequestTimeout, "Request Timeout",
+		"the request body delivered nothing for "+d.String())
+}
+
+// watch arms ctx's cancellation on the socket: a pending read (or splice)
+// fails at once through a deadline in the past. The deadline refreshes of
+// the copy loops happen before their ctx checks, so a cancellation cannot
+// be overwritten unnoticed.
+func (b *spliceBody) watch() (stop func() bool) {
+	return context.AfterFunc(b.ctx, func() { _ = b.conn.SetReadDeadline(time.Unix(1, 0)) })
 }
 
 // Read makes spliceBody an io.Reader for the paths that cannot splice
@@ -51,14 +88,18 @@ func (b *spliceBody) Read(p []byte) (int, error) {
 	if int64(len(p)) > b.n {
 		p = p[:b.n]
 	}
-	_ = b.conn.SetReadDeadline(time.Now().Add(spliceIdle))
+	_ = b.conn.SetReadDeadline(time.Now().Add(b.idle))
+	if err := b.ctx.Err(); err != nil {
+		return 0, err
+	}
+	defer b.watch()()
 	n, err := b.conn.Read(p)
 	b.n -= int64(n)
 	if err == io.EOF && b.n > 0 {
 		b.short = true
 		err = io.ErrUnexpectedEOF
 	}
-	return n, err
+	return n, b.idleErr(err)
 }
 
 // writeTo moves the whole body into f: the buffered head with write(2),
@@ -74,13 +115,17 @@ func (b *spliceBody) writeTo(f *os.File) (int64, error) {
 			return total, err
 		}
 	}
+	defer b.watch()()
 	for b.n > 0 {
-		_ = b.conn.SetReadDeadline(time.Now().Add(spliceIdle))
+		_ = b.conn.SetReadDeadline(time.Now().Add(b.idle))
+		if err := b.ctx.Err(); err != nil {
+			return total, &spliceReadError{err}
+		}
 		n, err := f.ReadFrom(io.LimitReader(b.conn, min(b.n, spliceChunk)))
 		total += n
 		b.n -= n
 		if err != nil {
-			return total, &spliceReadError{err}
+			return total, &spliceReadError{b.idleErr(err)}
 		}
 		if n == 0 {
 			b.short = true
@@ -99,9 +144,10 @@ func (e *spliceReadError) Unwrap() error { return e.err }
 
 // hijackUpload takes the connection over for a large HTTP/1.x upload. It
 // returns the body and a function that sends the answer a handler writes to
-// the given ResponseWriter, then closes the connection. ok is false when
+// the given ResponseWriter, then closes the connection. idle bounds each
+// wait for body bytes (0: defaultBodyIdle). ok is false when
 // the request is not eligible (then nothing was touched).
-func hijackUpload(w http.ResponseWriter, r *http.Request) (body *spliceBody, answer func(func(http.ResponseWriter)), ok bool) {
+func hijackUpload(w http.ResponseWriter, r *http.Request, idle time.Duration) (body *spliceBody, answer func(func(http.ResponseWriter)), ok bool) {
 	if r.ProtoMajor != 1 || r.ContentLength < spliceMinBytes || len(r.TransferEncoding) > 0 {
 		return nil, nil, false
 	}
@@ -144,7 +190,10 @@ func hijackUpload(w http.ResponseWriter, r *http.Request) (body *spliceBody, ans
 		}
 		_ = conn.Close()
 	}
-	return &spliceBody{head: head, conn: conn, n: r.ContentLength}, answer, true
+	if idle <= 0 {
+		idle = defaultBodyIdle
+	}
+	return &spliceBody{head: head, conn: conn, n: r.ContentLength, ctx: r.Context(), idle: idle}, answer, true
 }
 
 // recordedResponse is an in-memory http.ResponseWriter, so the usual

@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/sandbox-agent-go/sandbox-agent/internal/httpjson"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/problem"
 )
 
 // bodyReader remembers the error the request body returned, so a failed
@@ -57,8 +58,14 @@ func copyInto(f *os.File, body io.Reader, buf []byte) (int64, error) {
 	return n, err
 }
 
-// bodyError maps a request-body read failure to upstream's text answers.
+// bodyError maps a request-body read failure to upstream's text answers;
+// a failure that already is a problem (the server's 408 for a stalled
+// body, a splice idle timeout) is passed through as such.
 func bodyError(err error) error {
+	var p *problem.Problem
+	if errors.As(err, &p) {
+		return p
+	}
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return &httpjson.TextError{Status: http.StatusRequestEntityTooLarge, Msg: httpjson.BodyTooLargeMsg}

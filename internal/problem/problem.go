@@ -253,6 +253,15 @@ func ShuttingDown() *Problem {
 	return New(ServerShuttingDown, http.StatusServiceUnavailable, "Server Shutting Down", "the server is shutting down; retry against a new server")
 }
 
+// OverLimit is a limit_exceeded problem (413 for sizes and counts, 400 for
+// shapes such as path depth) naming the limit that was hit — its flag name,
+// so the operator knows what to raise — and its configured value.
+func OverLimit(status int, limit string, max int64, msg string) *Problem {
+	p := New(LimitExceeded, status, http.StatusText(status), "limit exceeded: "+limit+" ("+strconv.FormatInt(max, 10)+"): "+msg)
+	p.Details = map[string]any{"limit": limit, "max": max, "message": msg}
+	return p
+}
+
 // TimeoutMsg is a 504 timeout.
 func TimeoutMsg(msg string) *Problem {
 	p := New(Timeout, http.StatusGatewayTimeout, "Timeout", "timeout")
