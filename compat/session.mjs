@@ -18,7 +18,13 @@ const events = [];
 session.onEvent((e) => events.push(e));
 const res = await session.prompt([{ type: "text", text: "hello compat" }]);
 check(res.stopReason === "end_turn", "prompt ends with end_turn", res);
-await waitFor(() => agentText(events) === "Mock reply: hello compat", "streamed chunks reassemble the reply");
+// No polling: the server answers the prompt's POST only after the SSE
+// stream carried every chunk before it; the SDK hands events to onEvent
+// through a microtask-only queue, which one setImmediate drains (see
+// order.mjs, which repeats this 50 times).
+const drain = () => new Promise((r) => setImmediate(r));
+await drain();
+check(agentText(events) === "Mock reply: hello compat", "every streamed chunk reached onEvent in the turn prompt() resolved", agentText(events));
 const chunks = events.filter((e) => e.payload?.params?.update?.sessionUpdate === "agent_message_chunk");
 check(chunks.length >= 3, "the reply arrives in several chunks", chunks.length);
 check(agentText(events, "agent_thought_chunk").length > 0, "a thought chunk is streamed");
@@ -33,7 +39,8 @@ const before = events.length;
 const res2 = await session.prompt([{ type: "text", text: "PERMISSION please" }]);
 check(res2.stopReason === "end_turn", "permission prompt ends with end_turn", res2);
 check(permissions.length === 1 && permissions[0].availableReplies.includes("once"), "onPermissionRequest fires once with replies", permissions);
-await waitFor(() => agentText(events.slice(before)).includes("permission granted: allow"), "the agent acts on the chosen option");
+await drain();
+check(agentText(events.slice(before)).includes("permission granted: allow"), "the agent acts on the chosen option before prompt() resolves", agentText(events.slice(before)));
 
 // The SDK applies config_option_update notifications (SSE) and method
 // responses (POST) in arrival order, so state converges rather than being
