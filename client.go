@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/coder/quartz"
+
+	"github.com/sandbox-agent-go/sandbox-agent/internal/ctxsync"
 )
 
 // Defaults taken from the TypeScript SDK.
@@ -221,17 +223,10 @@ func (c *Client) Close(ctx context.Context) error {
 }
 
 func awaitClosed(ctx context.Context, done <-chan struct{}) error {
-	select {
-	case <-done:
-		return nil
-	default:
+	if err := ctxsync.Wait(ctx, done); err != nil {
+		return ctxWaitErr("the client's background work to end", err)
 	}
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctxWaitErr("the client's background work to end", ctx.Err())
-	}
+	return nil
 }
 
 // Error is a non-2xx answer of the HTTP API. Problem holds the decoded

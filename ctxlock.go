@@ -3,48 +3,25 @@ package sandboxagent
 import (
 	"context"
 	"fmt"
-	"sync"
+
+	"github.com/sandbox-agent-go/sandbox-agent/internal/ctxsync"
 )
 
-// ctxMutex is a mutex whose lock gives up when the caller's context ends.
+// ctxMutex is a ctxsync.Mutex whose failed lock says what was waited for.
 // It replaces sync.Mutex wherever the holder waits — for the health gate, a
-// restore, the network or the store: with a plain mutex every other caller
-// would wait as long as the holder, whatever its own deadline (issue 9: a
-// prompt with a 60 s context returned after the gate's 90 s). The zero
-// value is unlocked.
-type ctxMutex struct {
-	once sync.Once
-	ch   chan struct{} // one slot: full while locked
-}
+// restore, the network or the store. The zero value is unlocked.
+type ctxMutex struct{ m ctxsync.Mutex }
 
-func (m *ctxMutex) sem() chan struct{} {
-	m.once.Do(func() { m.ch = make(chan struct{}, 1) })
-	return m.ch
-}
-
-// lock takes m, or returns ctx's error wrapped with what was being waited
-// for. A context that has already ended fails even if m is free, so the
-// outcome does not depend on select's random choice.
+// lock takes m, or returns ctx's error wrapped with what was being waited for.
 func (m *ctxMutex) lock(ctx context.Context, what string) error {
-	if err := ctx.Err(); err != nil {
+	if err := m.m.Lock(ctx); err != nil {
 		return ctxWaitErr(what, err)
 	}
-	select {
-	case m.sem() <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctxWaitErr(what, ctx.Err())
-	}
+	return nil
 }
 
 // unlock releases m; it must be locked.
-func (m *ctxMutex) unlock() {
-	select {
-	case <-m.sem():
-	default:
-		panic("sandboxagent: unlock of unlocked ctxMutex")
-	}
-}
+func (m *ctxMutex) unlock() { m.m.Unlock() }
 
 // ctxWaitErr is the error of a wait that ended with its context: it wraps
 // err (so errors.Is(err, context.DeadlineExceeded) holds) and says what the

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/sandbox-agent-go/sandbox-agent/acp"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/ctxsync"
 	"github.com/sandbox-agent-go/sandbox-agent/internal/sse"
 )
 
@@ -697,15 +698,8 @@ func (c *Conn) Close(ctx context.Context) error {
 		c.wg.Wait()
 		close(done)
 	}()
-	select {
-	case <-done:
-		return nil
-	default:
+	if err := ctxsync.Wait(ctx, done); err != nil {
+		return fmt.Errorf("acphttp: gave up waiting for the connection's goroutines to end: %w", err)
 	}
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("acphttp: gave up waiting for the connection's goroutines to end: %w", ctx.Err())
-	}
+	return nil
 }
