@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/tartest"
 )
 
 // uplTar builds a tar of regular files (name, content) in order.
@@ -35,49 +37,6 @@ func uplTar(t *testing.T, files ...string) []byte {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
-}
-
-// uplSparseTar is a ~2 KB old-GNU sparse archive of one file: a hole of
-// hole bytes, then tail. archive/tar cannot write sparse entries, so a
-// regular GNU header is patched (type 'S', one extent, the real size).
-func uplSparseTar(t *testing.T, name string, hole int64, tail string) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	hdr := &tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(tail)), ModTime: time.Unix(1_700_000_000, 0), Format: tar.FormatGNU}
-	if err := tw.WriteHeader(hdr); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.WriteString(tw, tail); err != nil {
-		t.Fatal(err)
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	b := buf.Bytes()
-	blk := b[:512]
-	blk[156] = 'S'
-	putNum := func(f []byte, v int64) { // octal when it fits, else base-256
-		if s := strconv.FormatInt(v, 8); len(s) < len(f) {
-			copy(f, strings.Repeat("0", len(f)-1-len(s))+s+"\x00")
-			return
-		}
-		for i := len(f) - 1; i >= 0; i-- {
-			f[i] = byte(v)
-			v >>= 8
-		}
-		f[0] |= 0x80
-	}
-	putNum(blk[386:398], hole)
-	putNum(blk[398:410], int64(len(tail)))
-	putNum(blk[483:495], hole+int64(len(tail)))
-	copy(blk[148:156], "        ")
-	sum := 0
-	for _, c := range blk {
-		sum += int(c)
-	}
-	copy(blk[148:156], fmt.Sprintf("%06o\x00 ", sum))
-	return b
 }
 
 func uplGzip(t *testing.T, b []byte) []byte {
@@ -160,9 +119,9 @@ func TestUploadBombsAreRefused(t *testing.T) {
 		limit   string
 	}{
 		{"sparse 10 GiB, default per-file limit", nil,
-			func(t *testing.T) []byte { return uplSparseTar(t, "bomb", 10<<30, "end") }, 413, "upload-max-file-bytes"},
+			func(t *testing.T) []byte { return tartest.Sparse(t, "bomb", 10<<30, "end") }, 413, "upload-max-file-bytes"},
 		{"sparse 2 GiB, total limit from env", []string{"SANDBOX_AGENT_UPLOAD_MAX_BYTES=1048576"},
-			func(t *testing.T) []byte { return uplSparseTar(t, "bomb", 2<<30, "end") }, 413, "upload-max-bytes"},
+			func(t *testing.T) []byte { return tartest.Sparse(t, "bomb", 2<<30, "end") }, 413, "upload-max-bytes"},
 		{"tgz declaring 5 GiB", nil,
 			func(t *testing.T) []byte {
 				// Only the start of the data is sent: the header alone
@@ -241,7 +200,7 @@ func TestUploadDeepPathCostIsLinear(t *testing.T) {
 // generates (limits lifted, so only the disconnect can stop it) — leaves
 // the destination as it was and no staging directory, promptly.
 func TestUploadClientGoneLeavesNothing(t *testing.T) {
-	bomb := uplSparseTar(t, "bomb", 1<<40, "end")
+	bomb := tartest.Sparse(t, "bomb", 1<<40, "end")
 	tests := []struct {
 		name     string
 		declared int    // Content-Length
