@@ -29,12 +29,18 @@ func TestSessionEventUpdate(t *testing.T) {
 		{"user chunk", acpsdk.UpdateUserMessageText("hi"), "user_message_chunk", func(e SessionEvent) bool { v, ok := e.UserMessageChunk(); return ok && v.Content.Text.Text == "hi" }},
 		{"agent chunk", acpsdk.UpdateAgentMessageText("yo"), "agent_message_chunk", func(e SessionEvent) bool { v, ok := e.AgentMessageChunk(); return ok && v.Content.Text.Text == "yo" }},
 		{"thought", acpsdk.UpdateAgentThoughtText("hmm"), "agent_thought_chunk", func(e SessionEvent) bool { v, ok := e.AgentThoughtChunk(); return ok && v.Content.Text.Text == "hmm" }},
-		{"tool call", acpsdk.StartToolCall("tc1", "read", acpsdk.WithStartKind(acpsdk.ToolKindRead)), "tool_call", func(e SessionEvent) bool { v, ok := e.ToolCall(); return ok && v.ToolCallId == "tc1" && v.Title == "read" }},
+		{"tool call", acpsdk.StartToolCall("tc1", "read", acpsdk.WithStartKind(acpsdk.ToolKindRead)), "tool_call", func(e SessionEvent) bool {
+			v, ok := e.ToolCall()
+			return ok && v.ToolCallId == "tc1" && v.Title == "read"
+		}},
 		{"tool call update", acpsdk.UpdateToolCall("tc1", acpsdk.WithUpdateStatus(acpsdk.ToolCallStatusCompleted)), "tool_call_update", func(e SessionEvent) bool {
 			v, ok := e.ToolCallUpdate()
 			return ok && v.ToolCallId == "tc1" && v.Status != nil && *v.Status == acpsdk.ToolCallStatusCompleted
 		}},
-		{"plan", acpsdk.UpdatePlan(acpsdk.PlanEntry{Content: "step", Priority: acpsdk.PlanEntryPriorityHigh, Status: acpsdk.PlanEntryStatusPending}), "plan", func(e SessionEvent) bool { v, ok := e.Plan(); return ok && len(v.Entries) == 1 && v.Entries[0].Content == "step" }},
+		{"plan", acpsdk.UpdatePlan(acpsdk.PlanEntry{Content: "step", Priority: acpsdk.PlanEntryPriorityHigh, Status: acpsdk.PlanEntryStatusPending}), "plan", func(e SessionEvent) bool {
+			v, ok := e.Plan()
+			return ok && len(v.Entries) == 1 && v.Entries[0].Content == "step"
+		}},
 		{"commands", acpsdk.SessionUpdate{AvailableCommandsUpdate: &acpsdk.SessionAvailableCommandsUpdate{AvailableCommands: []acpsdk.AvailableCommand{{Name: "web", Description: "search"}}}}, "available_commands_update", func(e SessionEvent) bool {
 			v, ok := e.AvailableCommandsUpdate()
 			return ok && len(v.AvailableCommands) == 1 && v.AvailableCommands[0].Name == "web"
@@ -44,7 +50,10 @@ func TestSessionEventUpdate(t *testing.T) {
 			v, ok := e.ConfigOptionUpdate()
 			return ok && len(v.ConfigOptions) == 1 && v.ConfigOptions[0].Boolean != nil && v.ConfigOptions[0].Boolean.CurrentValue
 		}},
-		{"info", acpsdk.SessionUpdate{SessionInfoUpdate: &acpsdk.SessionSessionInfoUpdate{Title: &title}}, "session_info_update", func(e SessionEvent) bool { v, ok := e.SessionInfoUpdate(); return ok && v.Title != nil && *v.Title == "t" }},
+		{"info", acpsdk.SessionUpdate{SessionInfoUpdate: &acpsdk.SessionSessionInfoUpdate{Title: &title}}, "session_info_update", func(e SessionEvent) bool {
+			v, ok := e.SessionInfoUpdate()
+			return ok && v.Title != nil && *v.Title == "t"
+		}},
 		{"usage", acpsdk.SessionUpdate{UsageUpdate: &acpsdk.SessionUsageUpdate{Used: 10, Size: 100}}, "usage_update", func(e SessionEvent) bool { v, ok := e.UsageUpdate(); return ok && v.Used == 10 && v.Size == 100 }},
 	}
 	for _, tc := range cases {
