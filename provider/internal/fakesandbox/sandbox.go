@@ -401,18 +401,18 @@ func (s *Sandbox) Pause(ctx context.Context, mode PauseMode) error {
 	} else {
 		s.state = Stopped
 	}
-	procs := make([]*Process, 0, len(s.procs))
-	for p := range s.procs {
-		procs = append(procs, p)
-	}
-	s.mu.Unlock()
+	// Signal under the lock so a concurrent Resume cannot send SIGCONT
+	// before the SIGSTOP and leave a "running" sandbox frozen.
 	sig := syscall.SIGSTOP
 	if mode == Kill {
 		sig = syscall.SIGKILL
 	}
-	for _, p := range procs {
+	procs := make([]*Process, 0, len(s.procs))
+	for p := range s.procs {
+		procs = append(procs, p)
 		p.signal(sig)
 	}
+	s.mu.Unlock()
 	if mode == Kill {
 		return waitAll(ctx, procs)
 	}
@@ -454,11 +454,9 @@ func (s *Sandbox) Destroy(ctx context.Context) error {
 	procs := make([]*Process, 0, len(s.procs))
 	for p := range s.procs {
 		procs = append(procs, p)
-	}
-	s.mu.Unlock()
-	for _, p := range procs {
 		p.kill()
 	}
+	s.mu.Unlock()
 	if err := waitAll(ctx, procs); err != nil {
 		return err
 	}
@@ -540,8 +538,9 @@ func (s *Sandbox) open(p string) (string, *os.Root, error) {
 }
 
 func wrapFS(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) && pe.Err.Error() == "path escapes from parent" {
+	// os.Root's escape error is unexported and may be nested in several
+	// PathErrors (mkdirat → statat); its text is all there is to match.
+	if strings.Contains(err.Error(), "path escapes from parent") {
 		return fmt.Errorf("%w: %w", ErrEscape, err)
 	}
 	return fmt.Errorf("fakesandbox: %w", err)
