@@ -15,7 +15,7 @@ import (
 // the port, it calls Unavailable so each vendor fake answers with its own
 // status and body.
 type Proxy struct {
-	// Route picks the sandbox and logical port for a request (host-routed,
+	// Route (required) picks the sandbox and logical port for a request (host-routed,
 	// e.g. 2468-<id>.e2b.app, or path-routed) and may rewrite r.URL.Path for
 	// the backend. ok=false means no such sandbox.
 	Route func(r *http.Request) (sb *Sandbox, logicalPort int, ok bool)
