@@ -28,10 +28,15 @@ type graph map[string][]string
 // violations returns every edge from a package in g to an internal package
 // of the module that is not allowed, as "importer -> imported".
 func violations(g graph, allowed []string) []string {
+	return edges(g, func(_, imp string) bool { return isTopInternal(imp) && !slices.Contains(allowed, imp) })
+}
+
+// edges returns every "importer -> imported" edge of g that bad reports.
+func edges(g graph, bad func(pkg, imp string) bool) []string {
 	var out []string
 	for pkg, imports := range g {
 		for _, imp := range imports {
-			if isTopInternal(imp) && !slices.Contains(allowed, imp) {
+			if bad(pkg, imp) {
 				out = append(out, pkg+" -> "+imp)
 			}
 		}
@@ -46,11 +51,36 @@ func isTopInternal(path string) bool {
 	return path == module+"/internal" || strings.HasPrefix(path, module+"/internal/")
 }
 
+// isTestSupport reports whether path is a package written for tests:
+// fakes, harnesses and conformance suites.
+func isTestSupport(path string) bool {
+	return strings.Contains(path+"/", "/internal/testutil/") ||
+		strings.HasSuffix(path, "/fakesandbox") || strings.HasSuffix(path, "/storetest")
+}
+
+// isDevTool reports whether path is a program developers run and nobody
+// ships: bench/ drives fakes on purpose.
+func isDevTool(path string) bool {
+	return path == module+"/bench" || strings.HasPrefix(path, module+"/bench/")
+}
+
+// testSupportLeaks returns edges from production packages to test support
+// (which test support and developer tools may use).
+func testSupportLeaks(g graph) []string {
+	return edges(g, func(pkg, imp string) bool { return isTestSupport(imp) && !isTestSupport(pkg) && !isDevTool(pkg) })
+}
+
 // sdkGraph lists the SDK's dependency graph with go list (production
 // imports only: tests may use the server).
 func sdkGraph(t *testing.T) graph {
 	t.Helper()
-	args := append([]string{"list", "-deps", "-f", "{{.ImportPath}}{{range .Imports}} {{.}}{{end}}"}, sdkRoots...)
+	return listGraph(t, append([]string{"-deps"}, sdkRoots...)...)
+}
+
+// listGraph runs go list over args and returns the production import graph.
+func listGraph(t *testing.T, args ...string) graph {
+	t.Helper()
+	args = append([]string{"list", "-f", "{{.ImportPath}}{{range .Imports}} {{.}}{{end}}"}, args...)
 	cmd := exec.CommandContext(t.Context(), "go", args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -83,6 +113,29 @@ func TestSDKImportsOnlyAllowedInternalPackages(t *testing.T) {
 		if _, ok := g[a]; !ok {
 			t.Errorf("%s is allowed but the SDK no longer depends on it: remove it from sdkMayImport", a)
 		}
+	}
+}
+
+// Fakes and harnesses compile into whatever imports them: only tests may.
+func TestOnlyTestsImportTestSupport(t *testing.T) {
+	g := listGraph(t, module+"/...")
+	if v := testSupportLeaks(g); len(v) > 0 {
+		t.Errorf("production packages import test support:\n  %s", strings.Join(v, "\n  "))
+	}
+}
+
+func TestTestSupportLeaks(t *testing.T) {
+	fake := module + "/provider/internal/fakesandbox"
+	g := graph{
+		module + "/provider/e2b":           {fake},
+		module + "/internal/testutil/wait": {module + "/internal/testutil/testbin"},
+		module + "/persist/storetest":      {module + "/internal/testutil/sessiontest"},
+		module + "/bench":                  {module + "/internal/testutil/fakellm"},
+		module + "/benchmark":              {module + "/internal/testutil/fakellm"},
+	}
+	want := []string{module + "/benchmark -> " + module + "/internal/testutil/fakellm", module + "/provider/e2b -> " + fake}
+	if got := testSupportLeaks(g); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("testSupportLeaks = %v, want %v", got, want)
 	}
 }
 
