@@ -159,7 +159,7 @@ func TestRecoveryAfterServerKilled(t *testing.T) {
 	}
 	chunk := make(chan struct{}, 1)
 	unsub := s.OnEvent(func(ev SessionEvent) {
-		if strings.Contains(string(ev.Payload), "agent_message_chunk") {
+		if _, ok := ev.AgentMessageChunk(); ok {
 			select {
 			case chunk <- struct{}{}:
 			default:

@@ -45,7 +45,7 @@ func TestStartPromptDestroy(t *testing.T) {
 	}
 	first := make(chan time.Duration, 1)
 	s.OnEvent(func(ev sandboxagent.SessionEvent) {
-		if strings.Contains(string(ev.Payload), "agent_message_chunk") {
+		if _, ok := ev.AgentMessageChunk(); ok {
 			select {
 			case first <- time.Since(t0):
 			default:
