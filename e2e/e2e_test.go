@@ -27,6 +27,7 @@ import (
 	"github.com/sandbox-agent-go/sandbox-agent/internal/app"
 	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/fakellm"
 	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/proctest"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/wait"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -128,35 +129,14 @@ func writeFile(t *testing.T, path, content string) {
 // agent is our direct child, leader of its own group, with HOME=home).
 func agentPGID(t *testing.T, home string) int {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		for _, pid := range proctest.Children(os.Getpid()) {
-			b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
-			if err != nil {
-				continue
-			}
-			for _, kv := range strings.Split(string(b), "\x00") {
-				if kv == "HOME="+home {
-					return pid
-				}
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatal("agent process not found")
-	return 0
+	return agentPGID2(t, home, 0)
 }
 
 func waitGroupGone(t *testing.T, pgid int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if len(proctest.GroupMembers(pgid)) == 0 {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("process group %d still has %v after DELETE", pgid, proctest.GroupMembers(pgid))
+	wait.Until(t, 5*time.Second, fmt.Sprintf("process group %d is empty after DELETE", pgid), func() bool {
+		return len(proctest.GroupMembers(pgid)) == 0
+	})
 }
 
 // agentCase describes what one agent does, per the verified recipes.
@@ -376,23 +356,29 @@ func runAgent(t *testing.T, tc agentCase) {
 }
 
 // agentPGID2 finds a second agent process for home, other than not.
+// agentPGID2 waits for a child of this test process (other than not; 0
+// for none) whose environment has HOME=home, i.e. the agent the server
+// spawned for that harness, and returns its pid (which is its pgid).
 func agentPGID2(t *testing.T, home string, not int) int {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
+	var found int
+	wait.Until(t, 5*time.Second, "an agent process with HOME="+home+" runs", func() bool {
 		for _, pid := range proctest.Children(os.Getpid()) {
 			if pid == not {
 				continue
 			}
-			b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+			b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+			if err != nil {
+				continue
+			}
 			if strings.Contains("\x00"+string(b), "\x00HOME="+home+"\x00") {
-				return pid
+				found = pid
+				return true
 			}
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatal("second agent process not found")
-	return 0
+		return false
+	})
+	return found
 }
 
 func claudeEnv(h *harness) []string { return h.llm.ClaudeEnv() }
