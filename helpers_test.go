@@ -13,31 +13,21 @@ import (
 
 	"github.com/sandbox-agent-go/sandbox-agent/internal/agents"
 	"github.com/sandbox-agent-go/sandbox-agent/internal/app"
-	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/testbin"
 )
 
-// The package's TestMain (store_test.go) cannot serve as the mock agent, so
-// the tests build the real binary once and the in-process server launches
-// `<bin> mock-agent-process` from it.
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
+// agentBin is the real sandbox-agent binary, built into a temporary
+// directory (removed after the run) by the package's TestMain
+// (store_test.go, through export_test.go's AgentBinary). The test binary
+// cannot serve as the mock agent itself, so the in-process server launches
+// `<agentBin> mock-agent-process`.
+var agentBin string
 
 func agentBinary(t *testing.T) string {
 	t.Helper()
-	binOnce.Do(func() {
-		dir := filepath.Join(os.TempDir(), "sandboxagent-sdk-test")
-		if binErr = os.MkdirAll(dir, 0o755); binErr != nil {
-			return
-		}
-		binPath, binErr = testbin.Build(dir)
-	})
-	if binErr != nil {
-		t.Fatalf("build sandbox-agent: %v", binErr)
+	if agentBin == "" {
+		t.Fatal("sandbox-agent was not built: TestMain must run testbin.Main with AgentBinary")
 	}
-	return binPath
+	return agentBin
 }
 
 // testServer is an in-process sandbox-agent on a fixed address that can

@@ -22,19 +22,7 @@ import (
 
 var bin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "sandbox-agent-cmd-test")
-	if err != nil {
-		panic(err)
-	}
-	if bin, err = testbin.Build(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testbin.Main(m, &bin)) }
 
 func run(t *testing.T, args ...string) (string, int) {
 	t.Helper()
