@@ -12,10 +12,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -227,6 +229,7 @@ func runAgent(t *testing.T, tc agentCase) {
 		t.Run("write denied", func(t *testing.T) {
 			target := filepath.Join(h.cwd, "denied.txt")
 			perms := c.requestCount("session/request_permission")
+			m := c.mark()
 			c.setDeny(true)
 			defer c.setDeny(false)
 			stop, _ := c.prompt(sid, "WRITE_FILE "+target+" denied-content")
@@ -236,7 +239,16 @@ func runAgent(t *testing.T, tc agentCase) {
 			if c.requestCount("session/request_permission") == perms {
 				t.Error("no permission asked")
 			}
-			time.Sleep(200 * time.Millisecond)
+			// Once every tool call of the turn has settled the agent will
+			// not write later; agents that report the rejected call (not
+			// codex, whose only trace is the permission request) report it
+			// failed.
+			if !c.waitToolCallsSettled(m, 10*time.Second) {
+				t.Fatalf("tool calls still running after the denial: %v", c.toolStatuses(m))
+			}
+			if st := c.toolStatuses(m); len(st) != 0 && !slices.Contains(slices.Collect(maps.Values(st)), "failed") {
+				t.Fatalf("no tool call failed after the denial: %v", st)
+			}
 			if _, err := os.Stat(target); !os.IsNotExist(err) {
 				t.Fatalf("denied write happened: %v", err)
 			}
