@@ -7,14 +7,11 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"maps"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -27,6 +24,7 @@ import (
 
 	"github.com/sandbox-agent-go/sandbox-agent/internal/agents"
 	"github.com/sandbox-agent-go/sandbox-agent/internal/app"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/apptest"
 	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/fakellm"
 	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/proctest"
 	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/wait"
@@ -70,25 +68,11 @@ type harness struct {
 
 func startServer(t *testing.T, dataDir string, env []string, home string) string {
 	t.Helper()
-	exe, _ := os.Executable()
-	a, err := app.New(app.Config{
-		Version: "e2e",
-		Logger:  slog.New(slog.DiscardHandler),
-		Home:    home,
-		Agents:  agents.Options{DataDir: dataDir, Executable: exe, RequirePreinstall: true, Env: env, RegistryURL: "off", NativeSource: "npm"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(a.Handler())
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = a.Close(ctx)
-		ts.CloseClientConnections()
-		ts.Close()
-	})
-	return ts.URL
+	srv := apptest.Start(t, apptest.Options{Home: home, Configure: func(c *app.Config) {
+		c.Version = "e2e"
+		c.Agents = agents.Options{DataDir: dataDir, Executable: c.Agents.Executable, RequirePreinstall: true, Env: env, RegistryURL: "off", NativeSource: "npm"}
+	}})
+	return srv.URL
 }
 
 // baseEnv is a minimal environment: no real keys leak into the agents.
