@@ -15,11 +15,12 @@ import (
 	"time"
 
 	"github.com/sandbox-agent-go/sandbox-agent/internal/sse"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/apptest"
 )
 
-// testProvider serves a testServer; EnsureServer restarts it.
+// testProvider serves an apptest.Server; EnsureServer restarts it.
 type testProvider struct {
-	srv     *testServer
+	srv     *apptest.Server
 	url     string
 	mu      sync.Mutex
 	calls   []string
@@ -49,7 +50,7 @@ func (p *testProvider) URL(ctx context.Context, id string) (string, error) {
 	if p.url != "" {
 		return p.url, nil
 	}
-	return p.srv.url(), nil
+	return p.srv.URL, nil
 }
 func (p *testProvider) DefaultCwd(ctx context.Context, id string) (string, error) {
 	return "/tmp", nil
@@ -58,7 +59,7 @@ func (p *testProvider) EnsureServer(ctx context.Context, id string) error {
 	p.log("ensure " + id)
 	var err error
 	if p.srv != nil {
-		err = p.srv.restart()
+		err = p.srv.Restart()
 	}
 	if p.ensured != nil {
 		select {
@@ -173,7 +174,7 @@ func TestRecoveryAfterServerKilled(t *testing.T) {
 	}()
 	<-chunk
 	unsub()
-	srv.kill()
+	srv.Kill()
 	err = <-errc
 	if !errors.Is(err, ErrConnectionLost) || !strings.Contains(err.Error(), "restored on its next use") {
 		t.Fatalf("in-flight prompt: %v", err)

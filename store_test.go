@@ -6,13 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"go.uber.org/goleak"
 
 	sandboxagent "github.com/sandbox-agent-go/sandbox-agent"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/testbin"
 	"github.com/sandbox-agent-go/sandbox-agent/persist/storetest"
 )
 
@@ -20,7 +21,9 @@ import (
 // was the first part of the package with tests): every test in package
 // sandboxagent must leave no goroutines behind.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	// testbin.Main builds the binary the in-package server helpers launch
+	// as the mock agent, removes it afterwards and checks for leaks.
+	os.Exit(testbin.Main(m, sandboxagent.AgentBinary))
 }
 
 func TestMemoryStoreConformance(t *testing.T) {

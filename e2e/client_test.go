@@ -369,6 +369,52 @@ func (c *acpClient) kinds(since int) []string {
 	return out
 }
 
+// toolStatuses maps each tool call reported since mark (tool_call and
+// tool_call_update) to its latest status.
+func (c *acpClient) toolStatuses(since int) map[string]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]string{}
+	for _, u := range c.updates[min(since, len(c.updates)):] {
+		up, _ := u["update"].(map[string]any)
+		if k := up["sessionUpdate"]; k != "tool_call" && k != "tool_call_update" {
+			continue
+		}
+		id, _ := up["toolCallId"].(string)
+		if s, ok := up["status"].(string); ok {
+			out[id] = s
+		} else if _, seen := out[id]; !seen {
+			out[id] = "pending" // a tool_call without status starts pending
+		}
+	}
+	return out
+}
+
+// waitToolCallsSettled waits until no tool call reported since mark is
+// still pending or in progress, i.e. each has completed or failed.
+func (c *acpClient) waitToolCallsSettled(since int, timeout time.Duration) bool {
+	deadline := time.After(timeout)
+	for {
+		c.mu.Lock()
+		ch := c.changed
+		c.mu.Unlock()
+		settled := true
+		for _, st := range c.toolStatuses(since) {
+			if st == "pending" || st == "in_progress" {
+				settled = false
+			}
+		}
+		if settled {
+			return true
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			return false
+		}
+	}
+}
+
 // prompt runs one turn and returns its stopReason and the streamed text.
 func (c *acpClient) prompt(session, text string) (string, string) {
 	c.t.Helper()

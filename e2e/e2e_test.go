@@ -7,15 +7,14 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
+	"maps"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -25,8 +24,10 @@ import (
 
 	"github.com/sandbox-agent-go/sandbox-agent/internal/agents"
 	"github.com/sandbox-agent-go/sandbox-agent/internal/app"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/apptest"
 	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/fakellm"
 	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/proctest"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/wait"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -67,25 +68,11 @@ type harness struct {
 
 func startServer(t *testing.T, dataDir string, env []string, home string) string {
 	t.Helper()
-	exe, _ := os.Executable()
-	a, err := app.New(app.Config{
-		Version: "e2e",
-		Logger:  slog.New(slog.DiscardHandler),
-		Home:    home,
-		Agents:  agents.Options{DataDir: dataDir, Executable: exe, RequirePreinstall: true, Env: env, RegistryURL: "off", NativeSource: "npm"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(a.Handler())
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = a.Close(ctx)
-		ts.CloseClientConnections()
-		ts.Close()
-	})
-	return ts.URL
+	srv := apptest.Start(t, apptest.Options{Home: home, Configure: func(c *app.Config) {
+		c.Version = "e2e"
+		c.Agents = agents.Options{DataDir: dataDir, Executable: c.Agents.Executable, RequirePreinstall: true, Env: env, RegistryURL: "off", NativeSource: "npm"}
+	}})
+	return srv.URL
 }
 
 // baseEnv is a minimal environment: no real keys leak into the agents.
@@ -128,35 +115,14 @@ func writeFile(t *testing.T, path, content string) {
 // agent is our direct child, leader of its own group, with HOME=home).
 func agentPGID(t *testing.T, home string) int {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		for _, pid := range proctest.Children(os.Getpid()) {
-			b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
-			if err != nil {
-				continue
-			}
-			for _, kv := range strings.Split(string(b), "\x00") {
-				if kv == "HOME="+home {
-					return pid
-				}
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatal("agent process not found")
-	return 0
+	return agentPGID2(t, home, 0)
 }
 
 func waitGroupGone(t *testing.T, pgid int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if len(proctest.GroupMembers(pgid)) == 0 {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("process group %d still has %v after DELETE", pgid, proctest.GroupMembers(pgid))
+	wait.Until(t, 5*time.Second, fmt.Sprintf("process group %d is empty after DELETE", pgid), func() bool {
+		return len(proctest.GroupMembers(pgid)) == 0
+	})
 }
 
 // agentCase describes what one agent does, per the verified recipes.
@@ -247,6 +213,7 @@ func runAgent(t *testing.T, tc agentCase) {
 		t.Run("write denied", func(t *testing.T) {
 			target := filepath.Join(h.cwd, "denied.txt")
 			perms := c.requestCount("session/request_permission")
+			m := c.mark()
 			c.setDeny(true)
 			defer c.setDeny(false)
 			stop, _ := c.prompt(sid, "WRITE_FILE "+target+" denied-content")
@@ -256,7 +223,16 @@ func runAgent(t *testing.T, tc agentCase) {
 			if c.requestCount("session/request_permission") == perms {
 				t.Error("no permission asked")
 			}
-			time.Sleep(200 * time.Millisecond)
+			// Once every tool call of the turn has settled the agent will
+			// not write later; agents that report the rejected call (not
+			// codex, whose only trace is the permission request) report it
+			// failed.
+			if !c.waitToolCallsSettled(m, 10*time.Second) {
+				t.Fatalf("tool calls still running after the denial: %v", c.toolStatuses(m))
+			}
+			if st := c.toolStatuses(m); len(st) != 0 && !slices.Contains(slices.Collect(maps.Values(st)), "failed") {
+				t.Fatalf("no tool call failed after the denial: %v", st)
+			}
 			if _, err := os.Stat(target); !os.IsNotExist(err) {
 				t.Fatalf("denied write happened: %v", err)
 			}
@@ -376,23 +352,29 @@ func runAgent(t *testing.T, tc agentCase) {
 }
 
 // agentPGID2 finds a second agent process for home, other than not.
+// agentPGID2 waits for a child of this test process (other than not; 0
+// for none) whose environment has HOME=home, i.e. the agent the server
+// spawned for that harness, and returns its pid (which is its pgid).
 func agentPGID2(t *testing.T, home string, not int) int {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
+	var found int
+	wait.Until(t, 5*time.Second, "an agent process with HOME="+home+" runs", func() bool {
 		for _, pid := range proctest.Children(os.Getpid()) {
 			if pid == not {
 				continue
 			}
-			b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+			b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+			if err != nil {
+				continue
+			}
 			if strings.Contains("\x00"+string(b), "\x00HOME="+home+"\x00") {
-				return pid
+				found = pid
+				return true
 			}
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatal("second agent process not found")
-	return 0
+		return false
+	})
+	return found
 }
 
 func claudeEnv(h *harness) []string { return h.llm.ClaudeEnv() }

@@ -1,20 +1,17 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/sandbox-agent-go/sandbox-agent/internal/agents"
 	"github.com/sandbox-agent-go/sandbox-agent/internal/app"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/apptest"
 )
 
 // Amp and Cursor cannot run here (amp-acp is not on this npm registry and
@@ -23,22 +20,14 @@ import (
 
 func startWith(t *testing.T, opts agents.Options) string {
 	t.Helper()
-	home := t.TempDir()
-	opts.DataDir = t.TempDir()
-	opts.Logger = slog.New(slog.DiscardHandler)
-	opts.Env = baseEnv(home)
-	a, err := app.New(app.Config{Version: "e2e", Logger: opts.Logger, Home: home, Agents: opts})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(a.Handler())
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = a.Close(ctx)
-		ts.Close()
-	})
-	return ts.URL
+	srv := apptest.Start(t, apptest.Options{Configure: func(c *app.Config) {
+		c.Version = "e2e"
+		opts.DataDir = c.Agents.DataDir
+		opts.Logger = c.Logger
+		opts.Env = baseEnv(c.Home)
+		c.Agents = opts
+	}})
+	return srv.URL
 }
 
 func postJSON(t *testing.T, url, body string) (int, map[string]any) {

@@ -4,22 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/sandbox-agent-go/sandbox-agent/acp"
 	"github.com/sandbox-agent-go/sandbox-agent/acp/acphttp"
-	"github.com/sandbox-agent-go/sandbox-agent/internal/agents"
-	"github.com/sandbox-agent-go/sandbox-agent/internal/app"
 	"github.com/sandbox-agent-go/sandbox-agent/internal/mockagent"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/apptest"
 )
 
 func TestMain(m *testing.M) {
@@ -47,34 +42,9 @@ func (r *recorder) list() []string {
 	return append([]string(nil), r.reqs...)
 }
 
-func startServer(t *testing.T) *httptest.Server {
+func startServer(t *testing.T) *apptest.Server {
 	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := app.New(app.Config{
-		Version: "test",
-		Logger:  slog.New(slog.DiscardHandler),
-		Home:    t.TempDir(),
-		Agents: agents.Options{
-			DataDir:    t.TempDir(),
-			Executable: exe,
-			Env:        append(os.Environ(), "SANDBOX_AGENT_BIN="+exe),
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(a.Handler())
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = a.Close(ctx)
-		ts.CloseClientConnections()
-		ts.Close()
-	})
-	return ts
+	return apptest.Start(t, apptest.Options{})
 }
 
 type observed struct {
@@ -94,9 +64,12 @@ func (o *observed) all() []acphttp.Message {
 	return append([]acphttp.Message(nil), o.msgs...)
 }
 
-func newConn(t *testing.T, ts *httptest.Server, mut func(*acphttp.Options)) (*acphttp.Conn, *recorder, *observed) {
+func newConn(t *testing.T, ts *apptest.Server, mut func(*acphttp.Options)) (*acphttp.Conn, *recorder, *observed) {
 	t.Helper()
-	rec := &recorder{rt: ts.Client().Transport}
+	// A transport per test, so its idle connections end with the test.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	t.Cleanup(tr.CloseIdleConnections)
+	rec := &recorder{rt: tr}
 	obs := &observed{}
 	o := acphttp.Options{
 		BaseURL:    ts.URL,
@@ -306,8 +279,7 @@ func TestNetworkErrorLosesConnection(t *testing.T) {
 	ctx := t.Context()
 	c, _, _ := newConn(t, ts, nil)
 	initSession(t, ctx, c)
-	ts.CloseClientConnections()
-	ts.Listener.Close()
+	ts.Kill()
 	<-c.Done()
 	if !errors.Is(c.Err(), acphttp.ErrConnectionLost) {
 		t.Fatalf("Err = %v", c.Err())

@@ -17,23 +17,12 @@ import (
 
 	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/proctest"
 	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/testbin"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/wait"
 )
 
 var bin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "sandbox-agent-cmd-test")
-	if err != nil {
-		panic(err)
-	}
-	if bin, err = testbin.Build(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testbin.Main(m, &bin)) }
 
 func run(t *testing.T, args ...string) (string, int) {
 	t.Helper()
@@ -113,16 +102,15 @@ func startServer(t *testing.T, extraEnv ...string) *runningServer {
 		_ = cmd.Process.Kill()
 		<-s.done
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if r, err := http.Get(s.url + "/v1/health"); err == nil {
-			r.Body.Close()
-			return s
+	wait.Until(t, 10*time.Second, "the server answers /v1/health", func() bool {
+		r, err := http.Get(s.url + "/v1/health")
+		if err != nil {
+			return false
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatal("server not healthy")
-	return nil
+		r.Body.Close()
+		return true
+	})
+	return s
 }
 
 func TestGracefulShutdownStopsAgentsAndStreams(t *testing.T) {

@@ -1,24 +1,21 @@
-package app
+package app_test
 
 import (
-	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"go.uber.org/goleak"
 
-	"github.com/sandbox-agent-go/sandbox-agent/internal/agents"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/app"
 	"github.com/sandbox-agent-go/sandbox-agent/internal/mockagent"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/apptest"
 )
 
 // TestMain lets the test binary stand in for the sandbox-agent binary when
@@ -29,42 +26,14 @@ func TestMain(m *testing.M) {
 }
 
 type env struct {
-	app *App
+	srv *apptest.Server
 	url string
 }
 
-func start(t *testing.T, mutate func(*Config)) *env {
+func start(t *testing.T, mutate func(*app.Config)) *env {
 	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := Config{
-		Version: "test",
-		Logger:  slog.New(slog.DiscardHandler),
-		Home:    t.TempDir(),
-		Agents: agents.Options{
-			DataDir:    t.TempDir(),
-			Executable: exe,
-			Env:        append(os.Environ(), "SANDBOX_AGENT_BIN="+exe),
-		},
-	}
-	if mutate != nil {
-		mutate(&cfg)
-	}
-	a, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(a.Handler())
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = a.Close(ctx)
-		ts.CloseClientConnections()
-		ts.Close()
-	})
-	return &env{app: a, url: ts.URL}
+	srv := apptest.Start(t, apptest.Options{Configure: mutate})
+	return &env{srv: srv, url: srv.URL}
 }
 
 func (e *env) get(t *testing.T, path string) (int, string) {
@@ -113,7 +82,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	}
 	trail := regexp.MustCompile(`\{\$\}$`)
 	var served []string
-	for _, r := range e.app.Routes() {
+	for _, r := range e.srv.App().Routes() {
 		served = append(served, r.Method+" "+trail.ReplaceAllString(r.Pattern, ""))
 	}
 	slices.Sort(documented)
@@ -124,7 +93,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 }
 
 func TestAgentsCatalog(t *testing.T) {
-	e := start(t, func(c *Config) {
+	e := start(t, func(c *app.Config) {
 		c.Agents.Env = []string{"PATH=" + os.Getenv("PATH")}
 		// No registry, no npm: installing a real agent must fail fast and clearly.
 		c.Agents.RegistryURL, c.Agents.NativeSource, c.Agents.NPM = "off", "npm", "/nonexistent/npm"
@@ -211,7 +180,7 @@ func TestChildEnvDropsOnlyTheServersSecrets(t *testing.T) {
 		{"no token (auth off)", "", []string{"PATH=/usr/bin", "MY_ALIAS=tok-123456789", "WRAPPED=Bearer tok-123456789", "ANTHROPIC_API_KEY=sk-ant-1", "OPENAI_API_KEY=sk-2", "SANDBOX_AGENT_LOG_LEVEL=debug", "NOEQUALS"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := ChildEnv(environ, tc.token); !slices.Equal(got, tc.want) {
+			if got := app.ChildEnv(environ, tc.token); !slices.Equal(got, tc.want) {
 				t.Fatalf("ChildEnv:\n got %q\nwant %q", got, tc.want)
 			}
 		})
@@ -222,7 +191,7 @@ func TestChildEnvDropsOnlyTheServersSecrets(t *testing.T) {
 // environment to user processes.
 func TestChildrenDoNotInheritTheToken(t *testing.T) {
 	const token = "app-test-token-42"
-	e := start(t, func(c *Config) {
+	e := start(t, func(c *app.Config) {
 		c.HTTP.Token, c.HTTP.AuthEnabled = token, true
 		c.Environ = append(os.Environ(), "SANDBOX_AGENT_TOKEN="+token, "ANTHROPIC_API_KEY=sk-keep")
 	})

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/wait"
 )
 
 var modifiedRE = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3}|\.\d{6}|\.\d{9})?\+00:00$`)
@@ -259,24 +261,17 @@ func TestPutAtomicOnCutConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The body is streamed: a temp file exists while the upload is open.
-	deadline := time.Now().Add(20 * time.Second)
-	for len(tempFiles(t, e.home)) == 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if len(tempFiles(t, e.home)) == 0 {
-		t.Fatal("no temp file while uploading")
-	}
+	wait.Until(t, 20*time.Second, "a temp file exists while uploading", func() bool {
+		return len(tempFiles(t, e.home)) != 0
+	})
 	if got := readFile(t, p); got != "original content" {
 		t.Fatalf("content changed mid-upload (len %d)", len(got))
 	}
 	conn.Close() // cut the upload at 1 of 10 MiB
 	// The handler notices asynchronously; wait for it to clean up.
-	for len(tempFiles(t, e.home)) != 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if left := tempFiles(t, e.home); len(left) != 0 {
-		t.Fatalf("temp files left: %v", left)
-	}
+	wait.Until(t, 20*time.Second, "the cut upload's temp files are removed", func() bool {
+		return len(tempFiles(t, e.home)) == 0
+	})
 	if got := readFile(t, p); got != "original content" {
 		t.Fatalf("content changed (len %d)", len(got))
 	}

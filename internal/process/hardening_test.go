@@ -14,6 +14,7 @@ import (
 
 	"github.com/sandbox-agent-go/sandbox-agent/internal/problem"
 	"github.com/sandbox-agent-go/sandbox-agent/internal/server"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/wait"
 )
 
 // Issue 9 hardening: exited-log budget, stalled stream readers, shutdown
@@ -102,7 +103,7 @@ func TestRunPendingAtCloseGets503(t *testing.T) {
 		res, raw := e.do("POST", "/v1/processes/run", map[string]any{"command": "sleep", "args": []string{"30.25"}})
 		got <- answer{res.StatusCode, raw}
 	}()
-	eventually(t, 5*time.Second, "the run's child started", func() bool { return findChild("sleep\x0030.25") > 0 })
+	wait.Until(t, 5*time.Second, "the run's child started", func() bool { return findChild("sleep\x0030.25") > 0 })
 	ctx, cancel := contextWithTimeout(5 * time.Second)
 	defer cancel()
 	if err := e.m.Close(ctx); err != nil {
@@ -206,7 +207,7 @@ func TestStalledStreamReaders(t *testing.T) {
 				// Far more output than the socket buffers hold: the stream's
 				// writes are blocked on the stalled client from here on.
 				base := p.logs.lastSeq()
-				eventually(t, 10*time.Second, "64 MiB of output", func() bool { return p.logs.lastSeq()-base > 4096 })
+				wait.Until(t, 10*time.Second, "64 MiB of output", func() bool { return p.logs.lastSeq()-base > 4096 })
 				if closeFirst {
 					ctx, cancel := contextWithTimeout(time.Second)
 					defer cancel()

@@ -19,6 +19,7 @@ import (
 
 	"github.com/sandbox-agent-go/sandbox-agent/internal/server"
 	"github.com/sandbox-agent-go/sandbox-agent/internal/sse"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/wait"
 )
 
 func TestRing(t *testing.T) {
@@ -168,7 +169,7 @@ func TestLogsFilters(t *testing.T) {
 	in := e.create(map[string]any{"command": "sh", "args": []string{"-c", "echo o1; echo e1 >&2; echo o2; echo e2 >&2"}})
 	e.waitExited(in.ID)
 	all := e.waitOutput(in.ID, "", "o2\n")
-	eventually(t, 5*time.Second, "stderr logged", func() bool {
+	wait.Until(t, 5*time.Second, "stderr logged", func() bool {
 		all = e.logs(in.ID, "")
 		return len(all.Entries) > 0 && strings.Contains(joinData(all.Entries), "e2\n")
 	})
@@ -247,7 +248,7 @@ func TestLogEviction(t *testing.T) {
 	in := e.create(map[string]any{"command": "cat"})
 	for i, line := range []string{"aaaaaaaaa\n", "bbbbbbbbb\n", "ccccccccc\n"} {
 		e.call("POST", "/v1/processes/"+in.ID+"/input", map[string]any{"data": line, "encoding": "text"}, 200, nil)
-		eventually(t, 5*time.Second, "line logged", func() bool {
+		wait.Until(t, 5*time.Second, "line logged", func() bool {
 			l := e.logs(in.ID, "?tail=1")
 			return len(l.Entries) == 1 && l.Entries[0].Sequence == uint64(i+1)
 		})

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sandbox-agent-go/sandbox-agent/internal/server"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/wait"
 )
 
 func TestMain(m *testing.M) {
@@ -135,7 +136,7 @@ func (e *testEnv) get(id string) Info {
 func (e *testEnv) waitExited(id string) Info {
 	e.t.Helper()
 	var in Info
-	eventually(e.t, 10*time.Second, "process "+id+" exits", func() bool {
+	wait.Until(e.t, 10*time.Second, "process "+id+" exits", func() bool {
 		in = e.get(id)
 		return in.Status == StatusExited
 	})
@@ -167,7 +168,7 @@ func joinData(es []logEntryJSON) string {
 func (e *testEnv) waitOutput(id, query, want string) logsJSON {
 	e.t.Helper()
 	var l logsJSON
-	eventually(e.t, 10*time.Second, fmt.Sprintf("output of %s contains %q", id, want), func() bool {
+	wait.Until(e.t, 10*time.Second, fmt.Sprintf("output of %s contains %q", id, want), func() bool {
 		l = e.logs(id, query)
 		return strings.Contains(joinData(l.Entries), want)
 	})
@@ -175,17 +176,6 @@ func (e *testEnv) waitOutput(id, query, want string) logsJSON {
 }
 
 // eventually polls cond (every few ms) until it holds or timeout passes.
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting until %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // groupAlive reports whether any process (zombies included) is in group pgid.
 func groupAlive(pgid int) bool { return syscall.Kill(-pgid, 0) != syscall.ESRCH }
 
@@ -220,16 +210,13 @@ func liveMembers(pgid int) []string {
 // live (non-zombie) members must be gone at once.
 func assertGroupGone(t testing.TB, pgid int) {
 	t.Helper()
-	eventually(t, 2*time.Second, fmt.Sprintf("group %d has no live member", pgid), func() bool {
+	wait.Until(t, 2*time.Second, fmt.Sprintf("group %d has no live member", pgid), func() bool {
 		return len(liveMembers(pgid)) == 0
 	})
-	deadline := time.Now().Add(15 * time.Second)
-	for groupAlive(pgid) {
-		if time.Now().After(deadline) {
-			t.Fatalf("process group %d still exists (live members %v)", pgid, liveMembers(pgid))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	// Zombies keep the group alive until they are reaped.
+	wait.Until(t, 15*time.Second, fmt.Sprintf("process group %d no longer exists", pgid), func() bool {
+		return !groupAlive(pgid)
+	})
 }
 
 func problemDetail(t testing.TB, raw []byte) (string, map[string]any) {

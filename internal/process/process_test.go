@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/sandbox-agent-go/sandbox-agent/internal/server"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/wait"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -200,7 +201,7 @@ func TestRunCancelledByClient(t *testing.T) {
 		}
 	}()
 	var pgid int
-	eventually(t, 5*time.Second, "run writes its pid", func() bool {
+	wait.Until(t, 5*time.Second, "run writes its pid", func() bool {
 		b, err := os.ReadFile(pidFile)
 		if err != nil || !strings.HasSuffix(string(b), "\n") {
 			return false

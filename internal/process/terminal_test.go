@@ -16,6 +16,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/sandbox-agent-go/sandbox-agent/internal/server"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/wait"
 )
 
 // term is a test terminal client.
@@ -417,19 +418,19 @@ func TestTTYKillReachesSessionJobs(t *testing.T) {
 			e.call("POST", "/v1/processes/"+in.ID+"/input", map[string]any{"data": "sleep 30 & echo JOB=$!.\n", "encoding": "text"}, 200, nil)
 			re := regexp.MustCompile(`JOB=(\d+)\.`)
 			var m []string
-			eventually(t, 10*time.Second, "the job pid is printed", func() bool {
+			wait.Until(t, 10*time.Second, "the job pid is printed", func() bool {
 				m = re.FindStringSubmatch(joinData(e.logs(in.ID, "").Entries))
 				return m != nil
 			})
 			job, _ := strconv.Atoi(m[1])
 			var pgid int
-			eventually(t, 5*time.Second, "job in the session", func() bool {
+			wait.Until(t, 5*time.Second, "job in the session", func() bool {
 				pgid, _ = syscall.Getpgid(job)
 				return slices.Contains(sessionMembers(*in.Pid), job) || pgid == *in.Pid
 			})
 			t.Logf("job %d in group %d (shell group %d)", job, pgid, *in.Pid)
 			tc.action(in.ID)
-			eventually(t, 10*time.Second, "job reaped", func() bool { return syscall.Kill(job, 0) == syscall.ESRCH })
+			wait.Until(t, 10*time.Second, "job reaped", func() bool { return syscall.Kill(job, 0) == syscall.ESRCH })
 			assertGroupGone(t, *in.Pid)
 		})
 	}
