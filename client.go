@@ -229,53 +229,6 @@ func awaitClosed(ctx context.Context, done <-chan struct{}) error {
 	return nil
 }
 
-// Error is a non-2xx answer of the HTTP API. Problem holds the decoded
-// problem+json document when the body was JSON.
-type Error struct {
-	Status  int
-	Problem *Problem
-	// Body is the raw response body (bounded).
-	Body []byte
-}
-
-// Problem is an RFC 7807 problem document as the server sends it; fields
-// the server adds (agent, sessionId, details, …) are kept in Extra.
-type Problem struct {
-	Type   string         `json:"type,omitempty"`
-	Title  string         `json:"title,omitempty"`
-	Status int            `json:"status,omitempty"`
-	Detail string         `json:"detail,omitempty"`
-	Extra  map[string]any `json:"-"`
-}
-
-func (e *Error) Error() string {
-	if e.Problem != nil {
-		switch {
-		case e.Problem.Detail != "":
-			return fmt.Sprintf("sandboxagent: %d %s: %s", e.Status, e.Problem.Title, e.Problem.Detail)
-		case e.Problem.Title != "":
-			return fmt.Sprintf("sandboxagent: %d %s", e.Status, e.Problem.Title)
-		}
-	}
-	if t := strings.TrimSpace(string(e.Body)); t != "" && len(t) < 300 {
-		return fmt.Sprintf("sandboxagent: request failed with status %d: %s", e.Status, t)
-	}
-	return fmt.Sprintf("sandboxagent: request failed with status %d", e.Status)
-}
-
-func newError(status int, body []byte) *Error {
-	e := &Error{Status: status, Body: body}
-	var p Problem
-	if json.Unmarshal(body, &p) == nil {
-		_ = json.Unmarshal(body, &p.Extra)
-		for _, k := range []string{"type", "title", "status", "detail"} {
-			delete(p.Extra, k)
-		}
-		e.Problem = &p
-	}
-	return e
-}
-
 // header builds the request headers: defaults, token, then per-call.
 func (c *Client) setHeaders(req *http.Request) {
 	for k, vs := range c.headers {

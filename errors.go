@@ -1,6 +1,7 @@
 package sandboxagent
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -10,6 +11,15 @@ import (
 
 // RPCError is a JSON-RPC error answered by the agent (code, message, data).
 type RPCError = acphttp.RPCError
+
+// ACPHTTPError is a non-2xx answer of the server's ACP endpoint (a POST of
+// a request or notification, or the GET of the event stream). It is an
+// alias rather than folded into *Error because the ACP connection treats
+// such an answer as the end of the connection: the error a call returns
+// wraps ErrConnectionLost and, as its cause, this one, so errors.Is tells
+// "the connection is gone" and errors.As tells why. The answers of the
+// other endpoints (/v1/health, /v1/fs, …) are *Error.
+type ACPHTTPError = acphttp.HTTPError
 
 // Errors for errors.Is.
 var (
@@ -100,6 +110,53 @@ func (e *SandboxDestroyedError) Error() string {
 }
 
 func (e *SandboxDestroyedError) Unwrap() error { return e.Cause }
+
+// Error is a non-2xx answer of the HTTP API. Problem holds the decoded
+// problem+json document when the body was JSON.
+type Error struct {
+	Status  int
+	Problem *Problem
+	// Body is the raw response body (bounded).
+	Body []byte
+}
+
+// Problem is an RFC 7807 problem document as the server sends it; fields
+// the server adds (agent, sessionId, details, …) are kept in Extra.
+type Problem struct {
+	Type   string         `json:"type,omitempty"`
+	Title  string         `json:"title,omitempty"`
+	Status int            `json:"status,omitempty"`
+	Detail string         `json:"detail,omitempty"`
+	Extra  map[string]any `json:"-"`
+}
+
+func (e *Error) Error() string {
+	if e.Problem != nil {
+		switch {
+		case e.Problem.Detail != "":
+			return fmt.Sprintf("sandboxagent: %d %s: %s", e.Status, e.Problem.Title, e.Problem.Detail)
+		case e.Problem.Title != "":
+			return fmt.Sprintf("sandboxagent: %d %s", e.Status, e.Problem.Title)
+		}
+	}
+	if t := strings.TrimSpace(string(e.Body)); t != "" && len(t) < 300 {
+		return fmt.Sprintf("sandboxagent: request failed with status %d: %s", e.Status, t)
+	}
+	return fmt.Sprintf("sandboxagent: request failed with status %d", e.Status)
+}
+
+func newError(status int, body []byte) *Error {
+	e := &Error{Status: status, Body: body}
+	var p Problem
+	if json.Unmarshal(body, &p) == nil {
+		_ = json.Unmarshal(body, &p.Extra)
+		for _, k := range []string{"type", "title", "status", "detail"} {
+			delete(p.Extra, k)
+		}
+		e.Problem = &p
+	}
+	return e
+}
 
 func listOrNone(l []string) string {
 	if len(l) == 0 {

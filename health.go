@@ -225,3 +225,15 @@ func (g *healthGate) run(ctx context.Context) error {
 		delay = min(HealthMaxDelay, delay*2)
 	}
 }
+
+// HealthResponse is GET /v1/health.
+type HealthResponse struct {
+	Status string `json:"status"`
+}
+
+// GetHealth checks the server directly (it bypasses the health gate).
+func (c *Client) GetHealth(ctx context.Context) (HealthResponse, error) {
+	var h HealthResponse
+	err := c.doJSON(ctx, request{method: http.MethodGet, path: "/health", noGate: true}, &h)
+	return h, err
+}

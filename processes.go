@@ -10,8 +10,10 @@ import (
 	"iter"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/coder/websocket"
 
@@ -44,12 +46,32 @@ func (c *Client) SetProcessConfig(ctx context.Context, cfg ProcessConfig) (Proce
 
 // RunProcessRequest runs a command to completion.
 type RunProcessRequest struct {
-	Command        string            `json:"command"`
-	Args           []string          `json:"args,omitempty"`
-	Cwd            string            `json:"cwd,omitempty"`
-	Env            map[string]string `json:"env,omitempty"`
-	TimeoutMs      int64             `json:"timeoutMs,omitempty"`
-	MaxOutputBytes int64             `json:"maxOutputBytes,omitempty"`
+	Command string            `json:"command"`
+	Args    []string          `json:"args,omitempty"`
+	Cwd     string            `json:"cwd,omitempty"`
+	Env     map[string]string `json:"env,omitempty"`
+	// Timeout bounds the run; zero selects the server's default. It is
+	// sent as timeoutMs, rounded up to a whole millisecond.
+	Timeout        time.Duration `json:"-"`
+	MaxOutputBytes int64         `json:"maxOutputBytes,omitempty"`
+}
+
+// MarshalJSON writes the wire form, with Timeout as timeoutMs.
+func (r RunProcessRequest) MarshalJSON() ([]byte, error) {
+	type wire RunProcessRequest // without this method
+	return json.Marshal(struct {
+		wire
+		TimeoutMs int64 `json:"timeoutMs,omitempty"`
+	}{wire(r), millis(r.Timeout)})
+}
+
+// millis converts d to the API's milliseconds, rounding up so that a
+// positive duration never becomes 0 ("no wait", "server default").
+func millis(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64((d + time.Millisecond - 1) / time.Millisecond)
 }
 
 // RunProcessResponse is the result of RunProcess.
@@ -127,25 +149,27 @@ func (c *Client) GetProcess(ctx context.Context, id string) (ProcessInfo, error)
 	return r, err
 }
 
-func waitQuery(waitMs int64) url.Values {
+func waitQuery(wait time.Duration) url.Values {
 	q := url.Values{}
-	if waitMs > 0 {
-		q.Set("waitMs", itoa(waitMs))
+	if ms := millis(wait); ms > 0 {
+		q.Set("waitMs", strconv.FormatInt(ms, 10))
 	}
 	return q
 }
 
-// StopProcess sends SIGTERM and waits up to waitMs for the exit.
-func (c *Client) StopProcess(ctx context.Context, id string, waitMs int64) (ProcessInfo, error) {
+// StopProcess sends SIGTERM and waits up to wait for the exit (zero: does
+// not wait).
+func (c *Client) StopProcess(ctx context.Context, id string, wait time.Duration) (ProcessInfo, error) {
 	var r ProcessInfo
-	err := c.doJSON(ctx, request{method: http.MethodPost, path: procPath(id, "/stop"), query: waitQuery(waitMs)}, &r)
+	err := c.doJSON(ctx, request{method: http.MethodPost, path: procPath(id, "/stop"), query: waitQuery(wait)}, &r)
 	return r, err
 }
 
-// KillProcess sends SIGKILL and waits up to waitMs for the exit.
-func (c *Client) KillProcess(ctx context.Context, id string, waitMs int64) (ProcessInfo, error) {
+// KillProcess sends SIGKILL and waits up to wait for the exit (zero: does
+// not wait).
+func (c *Client) KillProcess(ctx context.Context, id string, wait time.Duration) (ProcessInfo, error) {
 	var r ProcessInfo
-	err := c.doJSON(ctx, request{method: http.MethodPost, path: procPath(id, "/kill"), query: waitQuery(waitMs)}, &r)
+	err := c.doJSON(ctx, request{method: http.MethodPost, path: procPath(id, "/kill"), query: waitQuery(wait)}, &r)
 	return r, err
 }
 
@@ -179,7 +203,7 @@ func (q ProcessLogsQuery) values() url.Values {
 		v.Set("stream", q.Stream)
 	}
 	if q.Tail != nil {
-		v.Set("tail", itoa(int64(*q.Tail)))
+		v.Set("tail", strconv.Itoa(*q.Tail))
 	}
 	if q.Since > 0 {
 		v.Set("since", fmt.Sprint(q.Since))
@@ -368,7 +392,7 @@ func (t *Terminal) Events(ctx context.Context) iter.Seq2[TerminalEvent, error] {
 func (t *Terminal) Close() error {
 	var err error
 	t.closeOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2e9)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_ = t.sendJSON(ctx, map[string]string{"type": "close"})
 		err = t.conn.Close(websocket.StatusNormalClosure, "")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command: installs and starts everything the tests need on
 # a fresh machine (npm packages for the TypeScript SDK compat suite, a
-# throw-away PostgreSQL 15 run as a non-root user), then vets and runs every
+# throw-away PostgreSQL 15 run as a non-root user), then vets, runs staticcheck and every
 # Go test with the race detector.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +33,11 @@ fi
 
 step "go vet"
 go vet ./...
+
+# Pinned here rather than in go.mod: as a tool requirement it would raise
+# golang.org/x/* versions the SDK's users build with.
+step "staticcheck (pinned)"
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 step "real agents (pinned; our installer into .cache/agents)"
 scripts/install-test-agents.sh

@@ -8,7 +8,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log"
 	"os"
@@ -42,7 +41,7 @@ func main() {
 	}
 	// Print the agent's message chunks as they stream in.
 	session.OnEvent(func(ev sandboxagent.SessionEvent) {
-		if chunk := messageChunk(ev); chunk != "" {
+		if chunk, ok := ev.AgentText(); ok {
 			fmt.Print(chunk)
 		}
 	})
@@ -51,23 +50,4 @@ func main() {
 		log.Fatal(err)
 	}
 	fmt.Printf("\nstop reason: %s\n", res.StopReason)
-}
-
-// messageChunk returns the text of an agent_message_chunk event.
-func messageChunk(ev sandboxagent.SessionEvent) string {
-	var n struct {
-		Method string `json:"method"`
-		Params struct {
-			Update struct {
-				SessionUpdate string `json:"sessionUpdate"`
-				Content       struct {
-					Text string `json:"text"`
-				} `json:"content"`
-			} `json:"update"`
-		} `json:"params"`
-	}
-	if json.Unmarshal(ev.Payload, &n) != nil || n.Method != "session/update" || n.Params.Update.SessionUpdate != "agent_message_chunk" {
-		return ""
-	}
-	return n.Params.Update.Content.Text
 }

@@ -44,7 +44,7 @@ func main() {
 
 	streaming := make(chan struct{}, 1)
 	stop := session.OnEvent(func(ev sandboxagent.SessionEvent) {
-		if strings.Contains(string(ev.Payload), "agent_message_chunk") {
+		if _, ok := ev.AgentMessageChunk(); ok {
 			select {
 			case streaming <- struct{}{}:
 			default:

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestHTTPAPI(t *testing.T) {
@@ -49,14 +50,14 @@ func TestHTTPAPI(t *testing.T) {
 	if _, err := c.Mkdir(ctx, filepath.Join(dir, "m")); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Move(ctx, f, filepath.Join(dir, "m", "c.txt"), false); err != nil {
+	if err := c.Move(ctx, f, filepath.Join(dir, "m", "c.txt"), MoveOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	ents, err := c.ListEntries(ctx, filepath.Join(dir, "m"))
 	if err != nil || len(ents) != 1 || ents[0].Name != "c.txt" {
 		t.Fatalf("entries %+v %v", ents, err)
 	}
-	if err := c.DeleteEntry(ctx, filepath.Join(dir, "m"), true); err != nil {
+	if err := c.DeleteEntry(ctx, filepath.Join(dir, "m"), DeleteEntryOptions{Recursive: true}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -109,7 +110,7 @@ func TestHTTPAPI(t *testing.T) {
 		}
 	}
 	_ = term.Close()
-	if _, err := c.KillProcess(ctx, tty.ID, 2000); err != nil {
+	if _, err := c.KillProcess(ctx, tty.ID, 2*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.DeleteProcess(ctx, tty.ID); err != nil {
