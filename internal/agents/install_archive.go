@@ -94,8 +94,27 @@ func untarGz(gz []byte, dir string) error {
 		if err != nil {
 			return err
 		}
+		// A release archive is remote input: an entry that names a path
+		// outside dir (absolute, or climbing with ..) marks a hostile or
+		// broken archive, so the install fails instead of quietly
+		// extracting it somewhere else.
+		if !filepath.IsLocal(h.Name) {
+			return fmt.Errorf("archive entry %q is not inside the archive", h.Name)
+		}
 		p := filepath.Join(dir, filepath.Clean("/"+h.Name))
 		switch h.Typeflag {
+		case tar.TypeSymlink, tar.TypeLink:
+			// Links are not extracted (an install needs only its regular
+			// files, and skipping them means no later entry is written
+			// through one), but one aimed outside the archive is the same
+			// sign of a hostile archive as an escaping name.
+			target := h.Linkname
+			if h.Typeflag == tar.TypeSymlink {
+				target = filepath.Join(filepath.Dir(h.Name), h.Linkname)
+			}
+			if filepath.IsAbs(h.Linkname) || !filepath.IsLocal(target) {
+				return fmt.Errorf("archive entry %q links outside the archive (%q)", h.Name, h.Linkname)
+			}
 		case tar.TypeDir:
 			if err := os.MkdirAll(p, 0o755); err != nil {
 				return err
