@@ -1,0 +1,172 @@
+package agents
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// entry is one member of a test archive: a regular file (body), or a
+// symlink / hard link when link is set.
+type entry struct {
+	name, body, link string
+	hard             bool
+}
+
+func tarGz(t *testing.T, entries ...entry) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	for _, e := range entries {
+		h := &tar.Header{Name: e.name, Mode: 0o755, Typeflag: tar.TypeReg, Size: int64(len(e.body))}
+		switch {
+		case e.link != "" && e.hard:
+			h.Typeflag, h.Linkname, h.Size = tar.TypeLink, e.link, 0
+		case e.link != "":
+			h.Typeflag, h.Linkname, h.Size = tar.TypeSymlink, e.link, 0
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(e.body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// tree lists every path under root (relative, slash-separated), so a test
+// sees any write an extractor made, wherever under root it landed.
+func tree(t *testing.T, root string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p != root {
+			rel, _ := filepath.Rel(root, p)
+			out = append(out, filepath.ToSlash(rel))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// hostileArchives are release archives that try to write outside the
+// directory they are unpacked into. outside is an absolute directory
+// next to that directory.
+func hostileArchives(outside string) map[string][]entry {
+	return map[string][]entry{
+		"dotdot":                  {{name: "codex-acp", body: "#!/bin/sh\n"}, {name: "../x", body: "pwned"}},
+		"dotdot inside a path":    {{name: "codex-acp", body: "#!/bin/sh\n"}, {name: "bin/../../x", body: "pwned"}},
+		"absolute":                {{name: "codex-acp", body: "#!/bin/sh\n"}, {name: filepath.Join(outside, "x"), body: "pwned"}},
+		"absolute symlink":        {{name: "codex-acp", body: "#!/bin/sh\n"}, {name: "evil", link: outside}, {name: "evil/x", body: "pwned"}},
+		"relative symlink":        {{name: "codex-acp", body: "#!/bin/sh\n"}, {name: "evil", link: "../outside"}, {name: "evil/x", body: "pwned"}},
+		"nested relative symlink": {{name: "codex-acp", body: "#!/bin/sh\n"}, {name: "a/evil", link: "../../outside"}, {name: "a/evil/x", body: "pwned"}},
+		"hard link":               {{name: "codex-acp", body: "#!/bin/sh\n"}, {name: "evil", link: "../outside/x", hard: true}},
+	}
+}
+
+func TestUntarGzRejectsEntriesOutsideTheDir(t *testing.T) {
+	for name := range hostileArchives("") {
+		t.Run(name, func(t *testing.T) {
+			root := t.TempDir()
+			stage, outside := filepath.Join(root, "stage"), filepath.Join(root, "outside")
+			for _, d := range []string{stage, outside} {
+				if err := os.Mkdir(d, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			entries := hostileArchives(outside)[name]
+			if err := untarGz(tarGz(t, entries...), stage); err == nil {
+				t.Fatalf("extracted %v without error", entries)
+			}
+			for _, p := range tree(t, root) {
+				if p != "stage" && p != "outside" && !strings.HasPrefix(p, "stage/") {
+					t.Errorf("wrote %s outside the staging dir", p)
+				}
+			}
+		})
+	}
+}
+
+// The checks must not refuse what real release archives hold: "./"
+// prefixes, directories, links that stay inside.
+func TestUntarGzExtractsOrdinaryArchives(t *testing.T) {
+	stage := t.TempDir()
+	data := tarGz(t,
+		entry{name: "./pkg/bin/codex-acp", body: "#!/bin/sh\n"},
+		entry{name: "pkg/lib/../bin/tool", body: "tool"},
+		entry{name: "pkg/current", link: "bin"},
+		entry{name: "pkg/bin/alias", link: "../bin/tool"},
+		entry{name: "pkg/bin/hard", link: "pkg/bin/tool", hard: true},
+	)
+	if err := untarGz(data, stage); err != nil {
+		t.Fatal(err)
+	}
+	got := tree(t, stage)
+	want := []string{"pkg", "pkg/bin", "pkg/bin/codex-acp", "pkg/bin/tool"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("extracted %v, want %v", got, want)
+	}
+}
+
+// A hostile registry binary fails that distribution (the install falls
+// back to the pinned npm package) and writes nothing outside the agent's
+// staging dir.
+func TestInstallOfHostileRegistryArchiveWritesNothingOutside(t *testing.T) {
+	for name := range hostileArchives("") {
+		t.Run(name, func(t *testing.T) {
+			outside := t.TempDir()
+			archive := tarGz(t, hostileArchives(outside)[name]...)
+			var srv *httptest.Server
+			srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/codex-acp.tar.gz" {
+					_, _ = w.Write(archive)
+					return
+				}
+				bin := `{"archive":"` + srv.URL + `/codex-acp.tar.gz","cmd":"./codex-acp"}`
+				_, _ = w.Write([]byte(`{"agents":[{"id":"codex-acp","version":"1.0.0","distribution":{"binary":{"linux-x86_64":` + bin + `,"linux-aarch64":` + bin + `}}}]}`))
+			}))
+			defer srv.Close()
+			m, _ := newTestManager(t, srv.URL)
+			var detail string
+			res, err := m.InstallWithProgress(t.Context(), "codex", InstallRequest{}, func(ev ProgressEvent) {
+				if ev.Step == StepAgentProcess && ev.Status == "done" {
+					detail = ev.Detail
+				}
+			})
+			if err != nil || !strings.Contains(detail, "registry binary failed") {
+				t.Fatalf("%+v %v %q", res, err, detail)
+			}
+			if got := tree(t, outside); len(got) != 0 {
+				t.Errorf("wrote %v into a directory outside the data dir", got)
+			}
+			// The failed distribution's files are gone with its staging
+			// dir; the payload must not have landed anywhere else.
+			for _, p := range tree(t, m.opts.DataDir) {
+				if b, err := os.ReadFile(filepath.Join(m.opts.DataDir, p)); err == nil && string(b) == "pwned" {
+					t.Errorf("wrote the payload to %s in the data dir", p)
+				}
+			}
+		})
+	}
+}
