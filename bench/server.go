@@ -5,8 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/serverprobe"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -48,15 +48,6 @@ var (
 	liveMu sync.Mutex
 	live   = map[*instance]struct{}{}
 )
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
 
 // launcherScript is the mock-acp launcher both servers run: it execs the
 // bench agent, so no shell stays between the server and the agent.
@@ -100,7 +91,7 @@ func startServerWith(ctx context.Context, t *target, tmp, agentBin string, prep 
 		}
 		extraEnv = e
 	}
-	port, err := freePort()
+	port, err := serverprobe.FreePort("127.0.0.1")
 	if err != nil {
 		return nil, 0, err
 	}

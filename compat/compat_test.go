@@ -6,7 +6,7 @@ package compat
 import (
 	"context"
 	"fmt"
-	"net"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/serverprobe"
 	"net/http"
 	"os"
 	"os/exec"
@@ -37,12 +37,11 @@ func requireNode(t *testing.T) string {
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := serverprobe.FreePort("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 // startServer builds cmd/sandbox-agent and runs it with a token.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/serverprobe"
 	"io"
 	"net"
 	"net/http"
@@ -61,12 +62,11 @@ func TestVersionAndUsageErrors(t *testing.T) {
 }
 
 func freePort(t *testing.T) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := serverprobe.FreePort("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 func TestPortInUse(t *testing.T) {

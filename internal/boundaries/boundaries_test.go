@@ -18,8 +18,9 @@ var sdkRoots = []string{module, module + "/acp/...", module + "/persist/...", mo
 // depend on, directly or through each other. Each is small, has no server
 // knowledge, and is shared on purpose.
 var sdkMayImport = []string{
-	module + "/internal/sse",     // the SSE reader of the ACP transport
-	module + "/internal/ctxsync", // context-aware locks held across I/O
+	module + "/internal/sse",         // the SSE reader of the ACP transport
+	module + "/internal/ctxsync",     // context-aware locks held across I/O
+	module + "/internal/serverprobe", // dial-host rule and health wait of launched servers
 }
 
 // graph maps an import path to the packages it imports.

@@ -10,12 +10,11 @@ package daemon
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/serverprobe"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -161,7 +160,7 @@ func Start(ctx context.Context, o Options, upgrade bool) (st State, started bool
 func start(ctx context.Context, o Options) (State, bool, error) {
 	files := o.Files()
 	st := State{Files: files}
-	addr := net.JoinHostPort(dialHost(o.Host), strconv.Itoa(o.Port))
+	addr := net.JoinHostPort(serverprobe.DialHost(o.Host), strconv.Itoa(o.Port))
 	// Something else on the port would answer the health check for a
 	// server that failed to bind.
 	if c, err := (&net.Dialer{Timeout: 300 * time.Millisecond}).DialContext(ctx, "tcp", addr); err == nil {
@@ -207,36 +206,39 @@ func start(ctx context.Context, o Options) (State, bool, error) {
 	if timeout <= 0 {
 		timeout = DefaultStartTimeout
 	}
-	wctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	client := &http.Client{Timeout: time.Second}
-	url := "http://" + addr + "/v1/health"
-	for delay := 10 * time.Millisecond; ; delay = min(2*delay, 200*time.Millisecond) {
-		// Our child until we return: reap it here if it died.
-		var ws syscall.WaitStatus
-		if p, _ := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil); p == pid {
-			_ = cmd.Process.Release()
-			_ = os.Remove(files.PID)
-			_ = os.Remove(files.Version)
-			return st, false, fmt.Errorf("the server exited during start (%s); last lines of %s:\n%s", exitText(ws), files.Log, tail(files.Log, logStart, 20))
+	baseURL := "http://" + addr
+	// Our child until we return: reap it here if it died.
+	var ws syscall.WaitStatus
+	exited := func() bool {
+		p, _ := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
+		if p != pid {
+			return false
 		}
-		if healthy(wctx, client, url, o.Token) {
-			if p, _ := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil); p == pid {
-				// Somebody else answered and our server died.
-				_ = cmd.Process.Release()
-				_ = os.Remove(files.PID)
-				_ = os.Remove(files.Version)
-				return st, false, fmt.Errorf("the server exited during start (%s) while another process answered on %s; last lines of %s:\n%s", exitText(ws), addr, files.Log, tail(files.Log, logStart, 20))
+		_ = cmd.Process.Release()
+		_ = os.Remove(files.PID)
+		_ = os.Remove(files.Version)
+		return true
+	}
+	errExited := errors.New("the server exited during start")
+	err = serverprobe.Wait(ctx, serverprobe.WaitOptions{
+		BaseURL: baseURL, Token: o.Token, Timeout: timeout,
+		Alive: func() error {
+			if exited() {
+				return errExited
 			}
-			break
-		}
-		t := time.NewTimer(delay)
-		select {
-		case <-wctx.Done():
-			t.Stop()
-			return fail(fmt.Errorf("the server did not answer %s within %s", url, timeout))
-		case <-t.C:
-		}
+			return nil
+		},
+	})
+	switch {
+	case errors.Is(err, errExited):
+		return st, false, fmt.Errorf("the server exited during start (%s); last lines of %s:\n%s", exitText(ws), files.Log, tail(files.Log, logStart, 20))
+	case errors.Is(err, serverprobe.ErrTimeout):
+		return fail(fmt.Errorf("the server did not answer %s/v1/health within %s", baseURL, timeout))
+	case err != nil:
+		return fail(err)
+	case exited():
+		// Somebody else answered and our server died.
+		return st, false, fmt.Errorf("the server exited during start (%s) while another process answered on %s; last lines of %s:\n%s", exitText(ws), addr, files.Log, tail(files.Log, logStart, 20))
 	}
 	// From here the daemon outlives us; its new parent reaps it.
 	_ = cmd.Process.Release()
@@ -249,35 +251,6 @@ func exitText(ws syscall.WaitStatus) string {
 		return "signal " + ws.Signal().String()
 	}
 	return "exit code " + strconv.Itoa(ws.ExitStatus())
-}
-
-// dialHost turns a wildcard listen address into one the health check can
-// reach.
-func dialHost(h string) string {
-	switch h {
-	case "", "0.0.0.0":
-		return "127.0.0.1"
-	case "::", "[::]":
-		return "::1"
-	}
-	return strings.Trim(h, "[]")
-}
-
-func healthy(ctx context.Context, c *http.Client, url, token string) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return false
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return false
-	}
-	defer resp.Body.Close()
-	var h struct{ Status string }
-	return resp.StatusCode == http.StatusOK && json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&h) == nil && h.Status == "ok"
 }
 
 // Stop stops the daemon: SIGTERM (the server then stops its agents and

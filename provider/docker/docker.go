@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/serverprobe"
 	"net"
 	"net/http"
 	"net/url"
@@ -139,7 +140,7 @@ func (p *Provider) Create(ctx context.Context) (string, error) {
 }
 
 func (p *Provider) create(ctx context.Context) (string, error) {
-	hostPort, err := freePort(p.o.Host)
+	hostPort, err := serverprobe.FreePort(p.o.Host)
 	if err != nil {
 		return "", fmt.Errorf("docker: choose a host port on %s: %w", p.o.Host, err)
 	}
@@ -273,7 +274,7 @@ func (p *Provider) URL(ctx context.Context, id string) (string, error) {
 	}
 	for _, b := range c.NetworkSettings.Ports[p.portKey()] {
 		if b.HostPort != "" {
-			return "http://" + net.JoinHostPort(dialHost(p.o.Host), b.HostPort), nil
+			return "http://" + net.JoinHostPort(serverprobe.DialHost(p.o.Host), b.HostPort), nil
 		}
 	}
 	return "", fmt.Errorf("docker: sandbox-agent port %d is not published by container %s (state %s)", p.o.AgentPort, id, c.State.Status)
@@ -281,23 +282,3 @@ func (p *Provider) URL(ctx context.Context, id string) (string, error) {
 
 // DefaultCwd is Options.Cwd (default /home/sandbox).
 func (p *Provider) DefaultCwd(context.Context, string) (string, error) { return p.o.Cwd, nil }
-
-func dialHost(h string) string {
-	switch h {
-	case "0.0.0.0", "":
-		return "127.0.0.1"
-	case "::":
-		return "::1"
-	}
-	return h
-}
-
-// freePort asks the kernel for a free port on host.
-func freePort(host string) (int, error) {
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}

@@ -10,9 +10,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/serverprobe"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -108,24 +108,15 @@ func (p *Provider) Binary() (string, error) {
 	return "", ErrBinaryNotFound
 }
 
-func connectHost(h string) string {
-	if h == "0.0.0.0" || h == "::" || h == "" {
-		return DefaultHost
-	}
-	return h
-}
-
 // Create starts a server and waits until it is healthy; the id is
 // "host:port".
 func (p *Provider) Create(ctx context.Context) (string, error) {
 	port := p.o.Port
 	if port == 0 {
-		ln, err := net.Listen("tcp", net.JoinHostPort(p.o.Host, "0"))
-		if err != nil {
-			return "", fmt.Errorf("local: find a free port: %w", err)
+		var err error
+		if port, err = serverprobe.FreePort(p.o.Host); err != nil {
+			return "", fmt.Errorf("local: %w", err)
 		}
-		port = ln.Addr().(*net.TCPAddr).Port
-		_ = ln.Close()
 	}
 	token := p.o.Token
 	if token == "" {
@@ -134,7 +125,7 @@ func (p *Provider) Create(ctx context.Context) (string, error) {
 		token = hex.EncodeToString(b)
 	}
 	s := &server{host: p.o.Host, port: port, token: token}
-	id := net.JoinHostPort(connectHost(s.host), strconv.Itoa(port))
+	id := net.JoinHostPort(serverprobe.DialHost(s.host), strconv.Itoa(port))
 	if err := p.spawn(ctx, s); err != nil {
 		return "", err
 	}
@@ -170,34 +161,22 @@ func (p *Provider) spawn(ctx context.Context, s *server) error {
 }
 
 func (p *Provider) waitHealthy(ctx context.Context, s *server) error {
-	ctx, cancel := context.WithTimeout(ctx, p.o.HealthTimeout)
-	defer cancel()
-	url := "http://" + net.JoinHostPort(connectHost(s.host), strconv.Itoa(s.port)) + "/v1/health"
-	var last error
-	tick := time.NewTicker(HealthPollInterval)
-	defer tick.Stop()
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		req.Header.Set("Authorization", "Bearer "+s.token)
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode/100 == 2 {
+	err := serverprobe.Wait(ctx, serverprobe.WaitOptions{
+		BaseURL: serverprobe.BaseURL(s.host, s.port), Token: s.token,
+		Timeout: p.o.HealthTimeout, MaxInterval: HealthPollInterval,
+		Alive: func() error {
+			select {
+			case <-s.done:
+				return fmt.Errorf("sandbox-agent exited before becoming healthy (%s)", s.cmd.ProcessState)
+			default:
 				return nil
 			}
-			last = fmt.Errorf("status %d", resp.StatusCode)
-		} else {
-			last = err
-		}
-		select {
-		case <-s.done:
-			return fmt.Errorf("local: sandbox-agent exited before becoming healthy (%s)", s.cmd.ProcessState)
-		case <-ctx.Done():
-			return fmt.Errorf("local: timed out waiting for sandbox-agent health (%v)", last)
-		case <-tick.C:
-		}
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("local: %w", err)
 	}
+	return nil
 }
 
 func stop(s *server) {
