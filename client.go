@@ -63,13 +63,16 @@ type Options struct {
 	// Logger receives warnings (health waits, failed persistence);
 	// default slog.Default().
 	Logger *slog.Logger
+}
 
-	// Set by Start.
+// attachment is what Start adds to Options: the provider behind the
+// client, and a clock tests replace. Kept out of Options so the public
+// struct holds only what a caller sets.
+type attachment struct {
 	provider   SandboxProvider
 	providerID string // raw id
 	sandboxID  string // prefixed
-
-	clock quartz.Clock // tests
+	clock      quartz.Clock
 }
 
 // Client talks to one sandbox-agent server. Create it with Connect or
@@ -118,6 +121,10 @@ type Client struct {
 // Connect returns a Client for opts.BaseURL after waiting for the server to
 // be healthy (see HealthOptions), unless the health gate is disabled.
 func Connect(ctx context.Context, opts Options) (*Client, error) {
+	return connect(ctx, opts, attachment{})
+}
+
+func connect(ctx context.Context, opts Options, at attachment) (*Client, error) {
 	base := strings.TrimSpace(opts.BaseURL)
 	if base == "" {
 		return nil, errors.New("sandboxagent: Options.BaseURL is required")
@@ -133,13 +140,13 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 		hc:              opts.HTTPClient,
 		store:           opts.Store,
 		log:             opts.Logger,
-		clock:           opts.clock,
+		clock:           at.clock,
 		replayMaxEvents: opts.ReplayMaxEvents,
 		replayMaxChars:  opts.ReplayMaxChars,
 		streamIdle:      opts.StreamIdleTimeout,
-		provider:        opts.provider,
-		providerID:      opts.providerID,
-		sandboxID:       opts.sandboxID,
+		provider:        at.provider,
+		providerID:      at.providerID,
+		sandboxID:       at.sandboxID,
 		live:            map[string]*liveConn{},
 		sessions:        map[string]*Session{},
 		perms:           map[string]*pendingPermission{},

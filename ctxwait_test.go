@@ -39,10 +39,10 @@ func newStuckRig(t *testing.T, store SessionStore) *stuckRig {
 	if store == nil {
 		store = NewMemoryStore(MemoryStoreOptions{})
 	}
-	c, err := Connect(t.Context(), Options{
+	c, err := connect(t.Context(), Options{
 		BaseURL: "http://127.0.0.1:1", Store: store, Logger: slog.New(slog.DiscardHandler),
-		Health: HealthOptions{Disabled: true}, clock: quartz.NewMock(t),
-	})
+		Health: HealthOptions{Disabled: true},
+	}, attachment{clock: quartz.NewMock(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

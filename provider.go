@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"strings"
-	"time"
 )
 
 // SandboxProvider provisions sandboxes that run sandbox-agent. Name must
@@ -71,23 +69,14 @@ type TokenProvider interface {
 // DefaultProviderBaseURL is used with an HTTPClientProvider and no URL.
 const DefaultProviderBaseURL = "http://sandbox-agent"
 
-// StartOptions configure Start.
+// StartOptions configure Start: the Options of the client it connects
+// (BaseURL must stay empty: the provider supplies the URL; a Token set here
+// overrides the provider's), plus the sandbox to reuse.
 type StartOptions struct {
+	Options
 	// SandboxID "<provider>/<rawId>" reconnects to an existing sandbox;
 	// empty creates one.
 	SandboxID string
-	// Token overrides the provider's token.
-	Token string
-	// The rest as in Options.
-	Headers         http.Header
-	HTTPClient      *http.Client
-	Store           SessionStore
-	ReplayMaxEvents int
-	ReplayMaxChars  int
-	// StreamIdleTimeout is Options.StreamIdleTimeout.
-	StreamIdleTimeout time.Duration
-	Health            HealthOptions
-	Logger            *slog.Logger
 }
 
 // ParseSandboxID splits "<provider>/<rawId>" at the first slash.
@@ -103,6 +92,9 @@ func ParseSandboxID(id string) (provider, rawID string, err error) {
 // opts.SandboxID: Reconnect, then EnsureServer) and connects to it, waiting
 // for health. A sandbox it created is destroyed if anything fails.
 func Start(ctx context.Context, provider SandboxProvider, opts StartOptions) (*Client, error) {
+	if opts.BaseURL != "" {
+		return nil, errors.New("sandboxagent: StartOptions.BaseURL must be empty: the provider supplies the server's URL (use Connect for a known URL)")
+	}
 	_, hasURL := provider.(URLProvider)
 	_, hasHC := provider.(HTTPClientProvider)
 	if !hasURL && !hasHC {
@@ -148,13 +140,7 @@ func Start(ctx context.Context, provider SandboxProvider, opts StartOptions) (*C
 }
 
 func connectProvider(ctx context.Context, p SandboxProvider, rawID string, opts StartOptions) (*Client, error) {
-	o := Options{
-		Token: opts.Token, Headers: opts.Headers, HTTPClient: opts.HTTPClient, Store: opts.Store,
-		ReplayMaxEvents: opts.ReplayMaxEvents, ReplayMaxChars: opts.ReplayMaxChars, Health: opts.Health,
-		StreamIdleTimeout: opts.StreamIdleTimeout,
-		provider:          p, providerID: rawID, sandboxID: p.Name() + "/" + rawID,
-	}
-	o.Logger = opts.Logger
+	o := opts.Options
 	if hp, ok := p.(HTTPClientProvider); ok && o.HTTPClient == nil {
 		hc, err := hp.HTTPClient(ctx, rawID)
 		if err != nil {
@@ -184,7 +170,7 @@ func connectProvider(ctx context.Context, p SandboxProvider, rawID string, opts 
 			o.Token = t
 		}
 	}
-	return Connect(ctx, o)
+	return connect(ctx, o, attachment{provider: p, providerID: rawID, sandboxID: p.Name() + "/" + rawID})
 }
 
 // SandboxID returns "<provider>/<rawId>" for a client made by Start, else "".

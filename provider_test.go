@@ -82,6 +82,12 @@ func TestStartSandboxIDParsing(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "configured provider is 'test'") {
 		t.Fatalf("mismatch: %v", err)
 	}
+	// The provider owns the URL: a BaseURL in the embedded Options would be
+	// silently ignored, so it is refused.
+	_, err = Start(t.Context(), p, StartOptions{Options: Options{BaseURL: "http://elsewhere"}})
+	if err == nil || !strings.Contains(err.Error(), "BaseURL must be empty") {
+		t.Fatalf("BaseURL: %v", err)
+	}
 	prov, raw, err := ParseSandboxID("local/a/b:1")
 	if err != nil || prov != "local" || raw != "a/b:1" {
 		t.Fatalf("parse: %q %q %v", prov, raw, err)
@@ -94,7 +100,7 @@ func TestStartSandboxIDParsing(t *testing.T) {
 func TestStartDestroysCreatedSandboxOnFailure(t *testing.T) {
 	// Nothing listens: the health gate times out, the sandbox is destroyed.
 	p := &testProvider{url: "http://127.0.0.1:1"}
-	_, err := Start(t.Context(), p, StartOptions{Health: HealthOptions{Timeout: time.Millisecond}, Logger: slog.New(slog.DiscardHandler)})
+	_, err := Start(t.Context(), p, StartOptions{Options: Options{Health: HealthOptions{Timeout: time.Millisecond}, Logger: slog.New(slog.DiscardHandler)}})
 	if !errors.Is(err, ErrHealthTimeout) {
 		t.Fatalf("err = %v", err)
 	}
@@ -103,7 +109,7 @@ func TestStartDestroysCreatedSandboxOnFailure(t *testing.T) {
 	}
 	// Reconnecting: Reconnect then EnsureServer; nothing destroyed.
 	p.calls = nil
-	_, err = Start(t.Context(), p, StartOptions{SandboxID: "test/box/2", Health: HealthOptions{Timeout: time.Millisecond}, Logger: slog.New(slog.DiscardHandler)})
+	_, err = Start(t.Context(), p, StartOptions{SandboxID: "test/box/2", Options: Options{Health: HealthOptions{Timeout: time.Millisecond}, Logger: slog.New(slog.DiscardHandler)}})
 	if !errors.Is(err, ErrHealthTimeout) || strings.Join(p.calls, ",") != "reconnect box/2,ensure box/2" {
 		t.Fatalf("err = %v calls %v", err, p.calls)
 	}
@@ -112,7 +118,7 @@ func TestStartDestroysCreatedSandboxOnFailure(t *testing.T) {
 func TestStartAndSandboxLifecycle(t *testing.T) {
 	srv := startTestServer(t)
 	p := &testProvider{srv: srv}
-	c, err := Start(t.Context(), p, StartOptions{Logger: slog.New(slog.DiscardHandler)})
+	c, err := Start(t.Context(), p, StartOptions{Options: Options{Logger: slog.New(slog.DiscardHandler)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +152,7 @@ func TestRecoveryAfterServerKilled(t *testing.T) {
 	srv := startTestServer(t)
 	p := &testProvider{srv: srv, ensured: make(chan struct{}, 1)}
 	ctx := t.Context()
-	c, err := Start(ctx, p, StartOptions{Logger: slog.New(slog.DiscardHandler)})
+	c, err := Start(ctx, p, StartOptions{Options: Options{Logger: slog.New(slog.DiscardHandler)}})
 	if err != nil {
 		t.Fatal(err)
 	}

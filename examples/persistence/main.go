@@ -42,7 +42,7 @@ func main() {
 
 	provider := local.New(local.Options{Stderr: os.Stderr})
 	defer provider.Close()
-	client, err := sandboxagent.Start(ctx, provider, sandboxagent.StartOptions{Store: store})
+	client, err := sandboxagent.Start(ctx, provider, sandboxagent.StartOptions{Options: sandboxagent.Options{Store: store}})
 	if err != nil {
 		log.Fatal(err)
 	}

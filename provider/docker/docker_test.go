@@ -174,7 +174,7 @@ func TestPauseAndReconnect(t *testing.T) {
 	if !f.paused(id) {
 		t.Fatal("not paused")
 	}
-	c2, err := sandboxagent.Start(ctx, p, sandboxagent.StartOptions{SandboxID: sandboxID, Logger: quiet()})
+	c2, err := sandboxagent.Start(ctx, p, sandboxagent.StartOptions{SandboxID: sandboxID, Options: sandboxagent.Options{Logger: quiet()}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +190,7 @@ func TestPauseAndReconnect(t *testing.T) {
 	if f.container(id) != nil {
 		t.Fatal("kill did not remove the container")
 	}
-	_, err = sandboxagent.Start(ctx, p, sandboxagent.StartOptions{SandboxID: sandboxID, Logger: quiet()})
+	_, err = sandboxagent.Start(ctx, p, sandboxagent.StartOptions{SandboxID: sandboxID, Options: sandboxagent.Options{Logger: quiet()}})
 	var gone *sandboxagent.SandboxDestroyedError
 	if !errors.As(err, &gone) || gone.SandboxID != id || gone.Provider != "docker" {
 		t.Fatalf("reconnect to a removed container: %v", err)
@@ -238,9 +238,9 @@ func TestEngineErrors(t *testing.T) {
 // At most the first prompt fails (with ErrConnectionLost), none hangs.
 func TestSleepingSandboxIsWokenUp(t *testing.T) {
 	ctx := t.Context()
-	f, _, c := startSandbox(t, sandboxagent.StartOptions{
+	f, _, c := startSandbox(t, sandboxagent.StartOptions{Options: sandboxagent.Options{
 		StreamIdleTimeout: 300 * time.Millisecond,
-		Health:            sandboxagent.HealthOptions{AttemptTimeout: 300 * time.Millisecond}})
+		Health:            sandboxagent.HealthOptions{AttemptTimeout: 300 * time.Millisecond}}})
 	defer c.DestroySandbox(context.Background())
 	s := sessiontest.Remembered(t, c, "z")
 	id := strings.TrimPrefix(c.SandboxID(), "docker/")

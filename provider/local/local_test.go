@@ -32,7 +32,7 @@ func TestStartPromptDestroy(t *testing.T) {
 	ctx := t.Context()
 	p := newProvider(t)
 	t0 := time.Now()
-	c, err := sandboxagent.Start(ctx, p, sandboxagent.StartOptions{Logger: slog.New(slog.DiscardHandler)})
+	c, err := sandboxagent.Start(ctx, p, sandboxagent.StartOptions{Options: sandboxagent.Options{Logger: slog.New(slog.DiscardHandler)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func TestStartPromptDestroy(t *testing.T) {
 func TestEnsureServerRecoversKilledServer(t *testing.T) {
 	ctx := t.Context()
 	p := newProvider(t)
-	c, err := sandboxagent.Start(ctx, p, sandboxagent.StartOptions{Logger: slog.New(slog.DiscardHandler)})
+	c, err := sandboxagent.Start(ctx, p, sandboxagent.StartOptions{Options: sandboxagent.Options{Logger: slog.New(slog.DiscardHandler)}})
 	if err != nil {
 		t.Fatal(err)
 	}
