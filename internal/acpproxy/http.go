@@ -23,8 +23,8 @@ import (
 func (r *Registry) Routes() []server.Route {
 	return []server.Route{
 		{Method: http.MethodGet, Pattern: "/v1/acp", Handler: r.handleList},
-		{Method: http.MethodPost, Pattern: "/v1/acp/{server_id}", Handler: r.handlePost},
-		{Method: http.MethodGet, Pattern: "/v1/acp/{server_id}", Handler: r.handleStream},
+		{Method: http.MethodPost, Pattern: "/v1/acp/{server_id}", Handler: server.Handle(r.handlePost)},
+		{Method: http.MethodGet, Pattern: "/v1/acp/{server_id}", Handler: server.Handle(r.handleStream)},
 		{Method: http.MethodDelete, Pattern: "/v1/acp/{server_id}", Handler: r.handleDelete},
 	}
 }
@@ -53,28 +53,24 @@ func accepts(header string, types ...string) bool {
 	return false
 }
 
-func (r *Registry) handlePost(w http.ResponseWriter, req *http.Request) {
+func (r *Registry) handlePost(w http.ResponseWriter, req *http.Request) error {
 	id := req.PathValue("server_id")
 	mt, _, _ := mime.ParseMediaType(req.Header.Get("Content-Type"))
 	if !strings.EqualFold(mt, "application/json") {
-		problem.Write(w, problem.UnsupportedMedia("content-type must be application/json"))
-		return
+		return problem.UnsupportedMedia("content-type must be application/json")
 	}
 	if !accepts(req.Header.Get("Accept"), "application/json", "*/*", "application/*") {
-		problem.Write(w, problem.NotAcceptableMsg("accept must allow application/json"))
-		return
+		return problem.NotAcceptableMsg("accept must allow application/json")
 	}
 	body, err := httpjson.ReadBody(req)
 	if err != nil {
-		httpjson.Error(w, err)
-		return
+		return err
 	}
 	// One pass validates and classifies; the body is rewritten only when it
 	// spans lines (stdin framing is one message per line).
 	env, perr := acp.Parse(body)
 	if perr != nil && !errors.Is(perr, acp.ErrNotObject) {
-		problem.Write(w, problem.Invalid("invalid JSON body: "+perr.Error()))
-		return
+		return problem.Invalid("invalid JSON body: " + perr.Error())
 	}
 	line := bytes.TrimSpace(body)
 	if bytes.ContainsAny(line, "\r\n") {
@@ -86,8 +82,7 @@ func (r *Registry) handlePost(w http.ResponseWriter, req *http.Request) {
 	if v, ok := req.URL.Query()["agent"]; ok {
 		agent = v[0]
 		if !r.opts.Launcher.Known(agent) {
-			problem.Write(w, problem.Unsupported(agent))
-			return
+			return problem.Unsupported(agent)
 		}
 	}
 	// Invalid messages are refused before Resolve, so they never start an
@@ -95,17 +90,14 @@ func (r *Registry) handlePost(w http.ResponseWriter, req *http.Request) {
 	// request with a null id (invalid in JSON-RPC 2.0; its response could
 	// not be told from another's, so it would wait for the full timeout).
 	if perr != nil {
-		problem.Write(w, problem.Invalid(acp.ErrNotObject.Error()))
-		return
+		return problem.Invalid(acp.ErrNotObject.Error())
 	}
 	if env.Kind == acp.Request && string(env.ID) == "null" {
-		problem.Write(w, problem.Invalid("a JSON-RPC request id must not be null (send a notification without id instead)"))
-		return
+		return problem.Invalid("a JSON-RPC request id must not be null (send a notification without id instead)")
 	}
 	inst, err := r.Resolve(req.Context(), id, agent)
 	if err != nil {
-		writePostError(w, req, err)
-		return
+		return postError(req, err)
 	}
 	if env.Kind != acp.Request {
 		// Bounded like a request: an agent that stops reading stdin must not
@@ -113,36 +105,34 @@ func (r *Registry) handlePost(w http.ResponseWriter, req *http.Request) {
 		ctx, cancel := context.WithTimeout(req.Context(), r.opts.RequestTimeout)
 		defer cancel()
 		if err := inst.write(ctx, line); err != nil {
-			writePostError(w, req, inst.writeError(err))
-			return
+			return postError(req, inst.writeError(err))
 		}
 		w.WriteHeader(http.StatusAccepted)
-		return
+		return nil
 	}
 	resp, err := inst.call(req.Context(), env.ID, line)
 	if err != nil {
-		writePostError(w, req, err)
-		return
+		return postError(req, err)
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(resp)))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(resp)
+	return nil
 }
 
-// writePostError answers a failed POST: 503 server_shutting_down when the
-// request ended because the server is shutting down (whatever the agent
-// did meanwhile: shutdown kills it), nothing when the client went away.
-func writePostError(w http.ResponseWriter, req *http.Request, err error) {
+// postError is the answer to a failed POST: 503 server_shutting_down when
+// the request ended because the server is shutting down (whatever the agent
+// did meanwhile: shutdown kills it), nothing (nil) when the client went away.
+func postError(req *http.Request, err error) error {
 	if server.ShuttingDown(req.Context()) {
-		problem.Write(w, problem.ShuttingDown())
-		return
+		return problem.ShuttingDown()
 	}
 	if errors.Is(err, context.Canceled) {
-		return // the client went away; nobody to answer
+		return nil // the client went away; nobody to answer
 	}
-	problem.WriteError(w, err)
+	return err
 }
 
 // Batching bounds for one SSE write.
@@ -151,28 +141,26 @@ const (
 	maxBatchBytes = 1 << 20
 )
 
-func (r *Registry) handleStream(w http.ResponseWriter, req *http.Request) {
+func (r *Registry) handleStream(w http.ResponseWriter, req *http.Request) error {
 	if !accepts(req.Header.Get("Accept"), "text/event-stream", "*/*", "text/*") {
-		problem.Write(w, problem.NotAcceptableMsg("accept must allow text/event-stream"))
-		return
+		return problem.NotAcceptableMsg("accept must allow text/event-stream")
 	}
 	var lastID uint64
 	hasLast := false
 	if v := strings.TrimSpace(req.Header.Get("Last-Event-ID")); v != "" {
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
-			problem.Write(w, problem.Invalid("Last-Event-ID must be a positive integer"))
-			return
+			return problem.Invalid("Last-Event-ID must be a positive integer")
 		}
 		lastID, hasLast = n, true
 	}
 	id := req.PathValue("server_id")
 	inst, ok := r.Get(id)
 	if !ok {
-		problem.Write(w, problem.Session(id))
-		return
+		return problem.Session(id)
 	}
 	inst.serveStream(w, req, lastID, hasLast)
+	return nil
 }
 
 func (in *Instance) serveStream(w http.ResponseWriter, req *http.Request, lastID uint64, hasLast bool) {

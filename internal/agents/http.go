@@ -42,9 +42,9 @@ func (m *Manager) info(agent string, withConfig, noCache bool) (Info, bool) {
 // Routes returns the /v1/agents routes.
 func (m *Manager) Routes() []server.Route {
 	return []server.Route{
-		{Method: http.MethodGet, Pattern: "/v1/agents", Handler: m.handleList},
-		{Method: http.MethodGet, Pattern: "/v1/agents/{agent}", Handler: m.handleGet},
-		{Method: http.MethodPost, Pattern: "/v1/agents/{agent}/install", Handler: m.handleInstall},
+		{Method: http.MethodGet, Pattern: "/v1/agents", Handler: server.Handle(m.handleList)},
+		{Method: http.MethodGet, Pattern: "/v1/agents/{agent}", Handler: server.Handle(m.handleGet)},
+		{Method: http.MethodPost, Pattern: "/v1/agents/{agent}/install", Handler: server.Handle(m.handleInstall)},
 	}
 }
 
@@ -56,11 +56,10 @@ func configQuery(r *http.Request) (withConfig, noCache bool, err error) {
 	return withConfig, noCache, err
 }
 
-func (m *Manager) handleList(w http.ResponseWriter, r *http.Request) {
+func (m *Manager) handleList(w http.ResponseWriter, r *http.Request) error {
 	withConfig, noCache, err := configQuery(r)
 	if err != nil {
-		httpjson.Error(w, err)
-		return
+		return err
 	}
 	list := make([]Info, 0, len(IDs))
 	for _, id := range IDs {
@@ -68,21 +67,21 @@ func (m *Manager) handleList(w http.ResponseWriter, r *http.Request) {
 		list = append(list, info)
 	}
 	httpjson.Write(w, http.StatusOK, map[string]any{"agents": list})
+	return nil
 }
 
-func (m *Manager) handleGet(w http.ResponseWriter, r *http.Request) {
+func (m *Manager) handleGet(w http.ResponseWriter, r *http.Request) error {
 	withConfig, noCache, err := configQuery(r)
 	if err != nil {
-		httpjson.Error(w, err)
-		return
+		return err
 	}
 	id := r.PathValue("agent")
 	info, ok := m.info(id, withConfig, noCache)
 	if !ok {
-		problem.Write(w, problem.Unsupported(id))
-		return
+		return problem.Unsupported(id)
 	}
 	httpjson.Write(w, http.StatusOK, info)
+	return nil
 }
 
 // installResponse is upstream's HTTP install answer (snake_case key).
@@ -91,24 +90,22 @@ type installResponse struct {
 	Artifacts        []Artifact `json:"artifacts"`
 }
 
-func (m *Manager) handleInstall(w http.ResponseWriter, r *http.Request) {
+func (m *Manager) handleInstall(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("agent")
 	var req InstallRequest
 	if err := httpjson.Decode(r, &req); err != nil {
-		httpjson.Error(w, err)
-		return
+		return err
 	}
 	if !Known(id) {
-		problem.Write(w, problem.Unsupported(id))
-		return
+		return problem.Unsupported(id)
 	}
 	res, err := m.Install(r.Context(), id, req)
 	if err != nil {
-		httpjson.Error(w, err)
-		return
+		return err
 	}
 	if res.Artifacts == nil {
 		res.Artifacts = []Artifact{}
 	}
 	httpjson.Write(w, http.StatusOK, installResponse(res))
+	return nil
 }

@@ -83,14 +83,14 @@ func New(opts Options) *Handler {
 // Routes returns the /v1/fs routes.
 func (h *Handler) Routes() []server.Route {
 	return []server.Route{
-		{Method: http.MethodGet, Pattern: "/v1/fs/entries", Handler: h.entries},
-		{Method: http.MethodGet, Pattern: "/v1/fs/file", Handler: h.readFile},
-		{Method: http.MethodPut, Pattern: "/v1/fs/file", Handler: h.writeFile, RawBody: true},
-		{Method: http.MethodDelete, Pattern: "/v1/fs/entry", Handler: h.deleteEntry},
-		{Method: http.MethodPost, Pattern: "/v1/fs/mkdir", Handler: h.mkdir},
-		{Method: http.MethodPost, Pattern: "/v1/fs/move", Handler: h.move},
-		{Method: http.MethodGet, Pattern: "/v1/fs/stat", Handler: h.stat},
-		{Method: http.MethodPost, Pattern: "/v1/fs/upload-batch", Handler: h.uploadBatch, RawBody: true},
+		{Method: http.MethodGet, Pattern: "/v1/fs/entries", Handler: server.Handle(h.entries)},
+		{Method: http.MethodGet, Pattern: "/v1/fs/file", Handler: server.Handle(h.readFile)},
+		{Method: http.MethodPut, Pattern: "/v1/fs/file", Handler: server.Handle(h.writeFile), RawBody: true},
+		{Method: http.MethodDelete, Pattern: "/v1/fs/entry", Handler: server.Handle(h.deleteEntry)},
+		{Method: http.MethodPost, Pattern: "/v1/fs/mkdir", Handler: server.Handle(h.mkdir)},
+		{Method: http.MethodPost, Pattern: "/v1/fs/move", Handler: server.Handle(h.move)},
+		{Method: http.MethodGet, Pattern: "/v1/fs/stat", Handler: server.Handle(h.stat)},
+		{Method: http.MethodPost, Pattern: "/v1/fs/upload-batch", Handler: server.Handle(h.uploadBatch), RawBody: true},
 	}
 }
 
@@ -147,33 +147,28 @@ func (h *Handler) requiredPath(r *http.Request) (string, error) {
 	return h.resolve(raw)
 }
 
-func (h *Handler) entries(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) entries(w http.ResponseWriter, r *http.Request) error {
 	p, err := h.resolve(r.URL.Query().Get("path"))
 	if err != nil {
-		httpjson.Error(w, err)
-		return
+		return err
 	}
 	fi, err := os.Stat(p)
 	if err != nil {
-		httpjson.Error(w, fsError(p, err))
-		return
+		return fsError(p, err)
 	}
 	if !fi.IsDir() {
-		httpjson.Error(w, problem.Invalid("path is not a directory: "+p))
-		return
+		return problem.Invalid("path is not a directory: " + p)
 	}
 	d, err := os.Open(p)
 	if err != nil {
-		httpjson.Error(w, fsError(p, err))
-		return
+		return fsError(p, err)
 	}
 	defer d.Close()
 	// File.ReadDir keeps the kernel's order (os.ReadDir would sort), and
 	// DirEntry.Info is an lstat: symlinks are reported as themselves.
 	des, err := d.ReadDir(-1)
 	if err != nil {
-		httpjson.Error(w, fsError(p, err))
-		return
+		return fsError(p, err)
 	}
 	out := make([]FsEntry, 0, len(des))
 	for _, de := range des {
@@ -182,8 +177,7 @@ func (h *Handler) entries(w http.ResponseWriter, r *http.Request) {
 			continue // removed while listing
 		}
 		if err != nil {
-			httpjson.Error(w, fsError(p, err))
-			return
+			return fsError(p, err)
 		}
 		out = append(out, FsEntry{
 			Name:      de.Name(),
@@ -194,67 +188,61 @@ func (h *Handler) entries(w http.ResponseWriter, r *http.Request) {
 		})
 	}
 	httpjson.Write(w, http.StatusOK, out)
+	return nil
 }
 
-func (h *Handler) readFile(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) readFile(w http.ResponseWriter, r *http.Request) error {
 	p, err := h.requiredPath(r)
 	if err != nil {
-		httpjson.Error(w, err)
-		return
+		return err
 	}
 	fi, err := os.Stat(p)
 	if err != nil {
-		httpjson.Error(w, fsError(p, err))
-		return
+		return fsError(p, err)
 	}
 	if !fi.Mode().IsRegular() {
-		httpjson.Error(w, problem.Invalid("path is not a file: "+p))
-		return
+		return problem.Invalid("path is not a file: " + p)
 	}
 	// O_NONBLOCK: should the path be swapped for a FIFO after the stat, the
 	// open does not hang; the fstat below then rejects it.
 	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		httpjson.Error(w, fsError(p, err))
-		return
+		return fsError(p, err)
 	}
 	defer f.Close()
 	if fi, err = f.Stat(); err != nil {
-		httpjson.Error(w, fsError(p, err))
-		return
+		return fsError(p, err)
 	}
 	if !fi.Mode().IsRegular() {
-		httpjson.Error(w, problem.Invalid("path is not a file: "+p))
-		return
+		return problem.Invalid("path is not a file: " + p)
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	// ServeContent streams from the file (sendfile where possible) and
 	// implements Range, If-Range, conditional requests and HEAD.
 	http.ServeContent(w, r, "", fi.ModTime(), f)
+	return nil
 }
 
 // limitedBody applies the configurable upload limit to a streamed body,
 // refusing up front when the declared length already exceeds it.
-func (h *Handler) limitedBody(w http.ResponseWriter, r *http.Request) (io.Reader, bool) {
+func (h *Handler) limitedBody(w http.ResponseWriter, r *http.Request) (io.Reader, error) {
 	if h.maxFile <= 0 {
-		return r.Body, true
+		return r.Body, nil
 	}
 	if r.ContentLength > h.maxFile {
-		httpjson.WriteText(w, http.StatusRequestEntityTooLarge, httpjson.BodyTooLargeMsg)
-		return nil, false
+		return nil, &httpjson.TextError{Status: http.StatusRequestEntityTooLarge, Msg: httpjson.BodyTooLargeMsg}
 	}
-	return http.MaxBytesReader(w, r.Body, h.maxFile), true
+	return http.MaxBytesReader(w, r.Body, h.maxFile), nil
 }
 
-func (h *Handler) writeFile(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) writeFile(w http.ResponseWriter, r *http.Request) error {
 	p, err := h.requiredPath(r)
 	if err != nil {
-		httpjson.Error(w, err)
-		return
+		return err
 	}
-	body, ok := h.limitedBody(w, r)
-	if !ok {
-		return
+	body, err := h.limitedBody(w, r)
+	if err != nil {
+		return err
 	}
 	bp := h.bufs.Get().(*[]byte)
 	defer h.bufs.Put(bp)
@@ -270,13 +258,14 @@ func (h *Handler) writeFile(w http.ResponseWriter, r *http.Request) {
 			err = problem.ShuttingDown()
 		}
 		answer(func(w http.ResponseWriter) {
+			// The connection is hijacked: Handle cannot answer for us.
 			if err != nil {
 				httpjson.Error(w, err)
 				return
 			}
 			httpjson.Write(w, http.StatusOK, writeResponse{Path: p, BytesWritten: n})
 		})
-		return
+		return nil
 	}
 	defer interruptBody(w, ctx)()
 	n, err := writeAtomic(p, &ctxReader{ctx: ctx, r: body}, *bp)
@@ -284,27 +273,24 @@ func (h *Handler) writeFile(w http.ResponseWriter, r *http.Request) {
 		if server.ShuttingDown(ctx) {
 			err = problem.ShuttingDown()
 		}
-		httpjson.Error(w, err)
-		return
+		return err
 	}
 	httpjson.Write(w, http.StatusOK, writeResponse{Path: p, BytesWritten: n})
+	return nil
 }
 
-func (h *Handler) deleteEntry(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) deleteEntry(w http.ResponseWriter, r *http.Request) error {
 	p, err := h.requiredPath(r)
 	if err != nil {
-		httpjson.Error(w, err)
-		return
+		return err
 	}
 	recursive, err := httpjson.QueryBool(r, "recursive")
 	if err != nil {
-		httpjson.Error(w, err)
-		return
+		return err
 	}
 	fi, err := os.Lstat(p)
 	if err != nil {
-		httpjson.Error(w, fsError(p, err))
-		return
+		return fsError(p, err)
 	}
 	switch {
 	case fi.IsDir() && recursive:
@@ -315,66 +301,58 @@ func (h *Handler) deleteEntry(w http.ResponseWriter, r *http.Request) {
 		err = syscall.Unlink(p)
 	}
 	if err != nil {
-		httpjson.Error(w, fsError(p, err))
-		return
+		return fsError(p, err)
 	}
 	httpjson.Write(w, http.StatusOK, pathResponse{Path: p})
+	return nil
 }
 
-func (h *Handler) mkdir(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) mkdir(w http.ResponseWriter, r *http.Request) error {
 	p, err := h.requiredPath(r)
 	if err != nil {
-		httpjson.Error(w, err)
-		return
+		return err
 	}
 	if err := mkdirAll(p); err != nil {
-		httpjson.Error(w, fsError(p, err))
-		return
+		return fsError(p, err)
 	}
 	httpjson.Write(w, http.StatusOK, pathResponse{Path: p})
+	return nil
 }
 
-func (h *Handler) move(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) move(w http.ResponseWriter, r *http.Request) error {
 	var req moveRequest
 	if err := httpjson.Decode(r, &req); err != nil {
-		httpjson.Error(w, err)
-		return
+		return err
 	}
 	if req.From == nil {
-		httpjson.Error(w, httpjson.MissingField("from"))
-		return
+		return httpjson.MissingField("from")
 	}
 	if req.To == nil {
-		httpjson.Error(w, httpjson.MissingField("to"))
-		return
+		return httpjson.MissingField("to")
 	}
 	from, err := h.resolve(*req.From)
 	if err != nil {
-		httpjson.Error(w, err)
-		return
+		return err
 	}
 	to, err := h.resolve(*req.To)
 	if err != nil {
-		httpjson.Error(w, err)
-		return
+		return err
 	}
 	if err := movePath(from, to, req.Overwrite != nil && *req.Overwrite); err != nil {
-		httpjson.Error(w, err)
-		return
+		return err
 	}
 	httpjson.Write(w, http.StatusOK, moveResponse{From: from, To: to})
+	return nil
 }
 
-func (h *Handler) stat(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) stat(w http.ResponseWriter, r *http.Request) error {
 	p, err := h.requiredPath(r)
 	if err != nil {
-		httpjson.Error(w, err)
-		return
+		return err
 	}
 	fi, err := os.Stat(p)
 	if err != nil {
-		httpjson.Error(w, fsError(p, err))
-		return
+		return fsError(p, err)
 	}
 	httpjson.Write(w, http.StatusOK, FsStat{
 		Path:      p,
@@ -382,6 +360,7 @@ func (h *Handler) stat(w http.ResponseWriter, r *http.Request) {
 		Size:      fi.Size(),
 		Modified:  formatModified(fi.ModTime()),
 	})
+	return nil
 }
 
 // uploadMediaTypes are the accepted Content-Types of upload-batch. Upstream
@@ -393,16 +372,14 @@ var uploadMediaTypes = map[string]bool{
 	"application/x-gzip": true,
 }
 
-func (h *Handler) uploadBatch(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) uploadBatch(w http.ResponseWriter, r *http.Request) error {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || !uploadMediaTypes[mt] {
-		httpjson.Error(w, problem.Invalid("content-type must be application/x-tar"))
-		return
+		return problem.Invalid("content-type must be application/x-tar")
 	}
 	dest, err := h.resolve(r.URL.Query().Get("path"))
 	if err != nil {
-		httpjson.Error(w, err)
-		return
+		return err
 	}
 	ctx := r.Context()
 	defer interruptBody(w, ctx)()
@@ -419,10 +396,10 @@ func (h *Handler) uploadBatch(w http.ResponseWriter, r *http.Request) {
 			h.log.Info("upload-batch: client went away", "dest", dest)
 			err = problem.Invalid(err.Error())
 		}
-		httpjson.Error(w, err)
-		return
+		return err
 	}
 	httpjson.Write(w, http.StatusOK, uploadResponse{Paths: res.paths, Truncated: res.truncated})
+	return nil
 }
 
 // interruptBody makes a body read blocked on the socket return as soon as

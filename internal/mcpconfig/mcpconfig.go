@@ -64,12 +64,12 @@ var (
 // Routes returns the /v1/config routes.
 func (h *Handler) Routes() []server.Route {
 	return []server.Route{
-		{Method: http.MethodGet, Pattern: "/v1/config/mcp", Handler: getHandler[McpServer](h, mcpKind)},
-		{Method: http.MethodPut, Pattern: "/v1/config/mcp", Handler: putHandler[McpServer](h, mcpKind)},
-		{Method: http.MethodDelete, Pattern: "/v1/config/mcp", Handler: deleteHandler[McpServer](h, mcpKind)},
-		{Method: http.MethodGet, Pattern: "/v1/config/skills", Handler: getHandler[SkillsConfig](h, skillsKind)},
-		{Method: http.MethodPut, Pattern: "/v1/config/skills", Handler: putHandler[SkillsConfig](h, skillsKind)},
-		{Method: http.MethodDelete, Pattern: "/v1/config/skills", Handler: deleteHandler[SkillsConfig](h, skillsKind)},
+		{Method: http.MethodGet, Pattern: "/v1/config/mcp", Handler: server.Handle(getHandler[McpServer](h, mcpKind))},
+		{Method: http.MethodPut, Pattern: "/v1/config/mcp", Handler: server.Handle(putHandler[McpServer](h, mcpKind))},
+		{Method: http.MethodDelete, Pattern: "/v1/config/mcp", Handler: server.Handle(deleteHandler[McpServer](h, mcpKind))},
+		{Method: http.MethodGet, Pattern: "/v1/config/skills", Handler: server.Handle(getHandler[SkillsConfig](h, skillsKind))},
+		{Method: http.MethodPut, Pattern: "/v1/config/skills", Handler: server.Handle(putHandler[SkillsConfig](h, skillsKind))},
+		{Method: http.MethodDelete, Pattern: "/v1/config/skills", Handler: server.Handle(deleteHandler[SkillsConfig](h, skillsKind))},
 	}
 }
 
@@ -129,59 +129,54 @@ func itoa(n int) string {
 	return string(b[i:])
 }
 
-func getHandler[T any](h *Handler, k kind) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+func getHandler[T any](h *Handler, k kind) server.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
 		t, err := h.parse(r, k)
 		if err != nil {
-			httpjson.Error(w, err)
-			return
+			return err
 		}
 		// No lock: files are only ever replaced by rename, so a reader sees
 		// one complete version.
 		entries, _, err := load[T](t.file)
 		if err != nil {
-			httpjson.Error(w, err)
-			return
+			return err
 		}
 		e, ok := entries[t.name]
 		if !ok {
-			httpjson.Error(w, problem.Session(k.name+":"+t.name))
-			return
+			return problem.Session(k.name + ":" + t.name)
 		}
 		httpjson.Write(w, http.StatusOK, e)
+		return nil
 	}
 }
 
-func putHandler[T any](h *Handler, k kind) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+func putHandler[T any](h *Handler, k kind) server.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
 		t, err := h.parse(r, k)
 		if err != nil {
-			httpjson.Error(w, err)
-			return
+			return err
 		}
 		var entry T
 		if err := httpjson.Decode(r, &entry); err != nil {
-			httpjson.Error(w, err)
-			return
+			return err
 		}
 		err = update(h, t, true, func(entries map[string]T) bool {
 			entries[t.name] = entry
 			return true
 		})
 		if err != nil {
-			httpjson.Error(w, err)
-			return
+			return err
 		}
 		httpjson.NoContent(w)
+		return nil
 	}
 }
 
-func deleteHandler[T any](h *Handler, k kind) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+func deleteHandler[T any](h *Handler, k kind) server.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
 		t, err := h.parse(r, k)
 		if err != nil {
-			httpjson.Error(w, err)
-			return
+			return err
 		}
 		err = update(h, t, false, func(entries map[string]T) bool {
 			if _, ok := entries[t.name]; !ok {
@@ -191,10 +186,10 @@ func deleteHandler[T any](h *Handler, k kind) http.HandlerFunc {
 			return true
 		})
 		if err != nil {
-			httpjson.Error(w, err)
-			return
+			return err
 		}
 		httpjson.NoContent(w)
+		return nil
 	}
 }
 

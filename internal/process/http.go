@@ -20,38 +20,35 @@ import (
 func (m *Manager) Routes() []server.Route {
 	get, post, del := http.MethodGet, http.MethodPost, http.MethodDelete
 	return []server.Route{
-		{Method: get, Pattern: "/v1/processes", Handler: m.handleList},
-		{Method: post, Pattern: "/v1/processes", Handler: m.handleCreate},
-		{Method: get, Pattern: "/v1/processes/config", Handler: m.handleGetConfig},
-		{Method: post, Pattern: "/v1/processes/config", Handler: m.handleSetConfig},
-		{Method: post, Pattern: "/v1/processes/run", Handler: m.handleRun},
-		{Method: get, Pattern: "/v1/processes/{id}", Handler: m.handleGet},
-		{Method: del, Pattern: "/v1/processes/{id}", Handler: m.handleDelete},
-		{Method: post, Pattern: "/v1/processes/{id}/stop", Handler: m.handleStop},
-		{Method: post, Pattern: "/v1/processes/{id}/kill", Handler: m.handleKill},
-		{Method: get, Pattern: "/v1/processes/{id}/logs", Handler: m.handleLogs},
-		{Method: post, Pattern: "/v1/processes/{id}/input", Handler: m.handleInput},
-		{Method: post, Pattern: "/v1/processes/{id}/terminal/resize", Handler: m.handleResize},
-		{Method: get, Pattern: "/v1/processes/{id}/terminal/ws", Handler: m.handleTerminal, QueryToken: true},
+		{Method: get, Pattern: "/v1/processes", Handler: server.Handle(m.handleList)},
+		{Method: post, Pattern: "/v1/processes", Handler: server.Handle(m.handleCreate)},
+		{Method: get, Pattern: "/v1/processes/config", Handler: server.Handle(m.handleGetConfig)},
+		{Method: post, Pattern: "/v1/processes/config", Handler: server.Handle(m.handleSetConfig)},
+		{Method: post, Pattern: "/v1/processes/run", Handler: server.Handle(m.handleRun)},
+		{Method: get, Pattern: "/v1/processes/{id}", Handler: server.Handle(m.handleGet)},
+		{Method: del, Pattern: "/v1/processes/{id}", Handler: server.Handle(m.handleDelete)},
+		{Method: post, Pattern: "/v1/processes/{id}/stop", Handler: server.Handle(m.handleStop)},
+		{Method: post, Pattern: "/v1/processes/{id}/kill", Handler: server.Handle(m.handleKill)},
+		{Method: get, Pattern: "/v1/processes/{id}/logs", Handler: server.Handle(m.handleLogs)},
+		{Method: post, Pattern: "/v1/processes/{id}/input", Handler: server.Handle(m.handleInput)},
+		{Method: post, Pattern: "/v1/processes/{id}/terminal/resize", Handler: server.Handle(m.handleResize)},
+		{Method: get, Pattern: "/v1/processes/{id}/terminal/ws", Handler: server.Handle(m.handleTerminal), QueryToken: true},
 	}
 }
 
-// answerShutdown answers 503 server_shutting_down when r's wait ended
-// because the server (or the Manager) is shutting down, and says so: such a
-// request must get neither a success nor an empty answer.
-func (m *Manager) answerShutdown(w http.ResponseWriter, r *http.Request) bool {
-	if !server.ShuttingDown(r.Context()) && m.ctx.Err() == nil {
-		return false
-	}
-	problem.Write(w, problem.ShuttingDown())
-	return true
+// shuttingDown reports whether r's wait ended because the server (or the
+// Manager) is shutting down: such a request must get neither a success nor an
+// empty answer, but 503 server_shutting_down.
+func (m *Manager) shuttingDown(r *http.Request) bool {
+	return server.ShuttingDown(r.Context()) || m.ctx.Err() != nil
 }
 
-func (m *Manager) handleGetConfig(w http.ResponseWriter, r *http.Request) {
+func (m *Manager) handleGetConfig(w http.ResponseWriter, r *http.Request) error {
 	httpjson.Write(w, http.StatusOK, m.Config())
+	return nil
 }
 
-func (m *Manager) handleSetConfig(w http.ResponseWriter, r *http.Request) {
+func (m *Manager) handleSetConfig(w http.ResponseWriter, r *http.Request) error {
 	var b struct {
 		MaxConcurrentProcesses  *uint64 `json:"maxConcurrentProcesses"`
 		DefaultRunTimeoutMs     *uint64 `json:"defaultRunTimeoutMs"`
@@ -61,8 +58,7 @@ func (m *Manager) handleSetConfig(w http.ResponseWriter, r *http.Request) {
 		MaxInputBytesPerRequest *uint64 `json:"maxInputBytesPerRequest"`
 	}
 	if err := httpjson.Decode(r, &b); err != nil {
-		httpjson.Error(w, err)
-		return
+		return err
 	}
 	var c Config
 	for _, f := range []struct {
@@ -78,17 +74,16 @@ func (m *Manager) handleSetConfig(w http.ResponseWriter, r *http.Request) {
 		{"maxInputBytesPerRequest", b.MaxInputBytesPerRequest, &c.MaxInputBytesPerRequest},
 	} {
 		if f.src == nil {
-			httpjson.Error(w, httpjson.MissingField(f.name))
-			return
+			return httpjson.MissingField(f.name)
 		}
 		*f.dst = *f.src
 	}
 	c, err := m.SetConfig(c)
 	if err != nil {
-		httpjson.Error(w, err)
-		return
+		return err
 	}
 	httpjson.Write(w, http.StatusOK, c)
+	return nil
 }
 
 type runBody struct {
@@ -100,29 +95,27 @@ type runBody struct {
 	MaxOutputBytes *uint64           `json:"maxOutputBytes"`
 }
 
-func (m *Manager) handleRun(w http.ResponseWriter, r *http.Request) {
+func (m *Manager) handleRun(w http.ResponseWriter, r *http.Request) error {
 	var b runBody
 	if err := httpjson.Decode(r, &b); err != nil {
-		httpjson.Error(w, err)
-		return
+		return err
 	}
 	if b.Command == nil {
-		httpjson.Error(w, httpjson.MissingField("command"))
-		return
+		return httpjson.MissingField("command")
 	}
 	res, err := m.Run(r.Context(), RunRequest{Command: *b.Command, Args: b.Args, Cwd: b.Cwd, Env: b.Env,
 		TimeoutMs: b.TimeoutMs, MaxOutputBytes: b.MaxOutputBytes})
 	if err != nil {
-		if m.answerShutdown(w, r) {
-			return
+		if m.shuttingDown(r) {
+			return problem.ShuttingDown()
 		}
 		if r.Context().Err() != nil {
-			return // client gone; the group was killed
+			return nil // client gone; the group was killed
 		}
-		httpjson.Error(w, err)
-		return
+		return err
 	}
 	httpjson.Write(w, http.StatusOK, res)
+	return nil
 }
 
 type createBody struct {
@@ -134,85 +127,86 @@ type createBody struct {
 	Interactive bool              `json:"interactive"`
 }
 
-func (m *Manager) handleCreate(w http.ResponseWriter, r *http.Request) {
+func (m *Manager) handleCreate(w http.ResponseWriter, r *http.Request) error {
 	var b createBody
 	if err := httpjson.Decode(r, &b); err != nil {
-		httpjson.Error(w, err)
-		return
+		return err
 	}
 	if b.Command == nil {
-		httpjson.Error(w, httpjson.MissingField("command"))
-		return
+		return httpjson.MissingField("command")
 	}
 	// An "owner" in the body is ignored: API processes are always "user".
 	info, err := m.Create(r.Context(), CreateRequest{Command: *b.Command, Args: b.Args, Cwd: b.Cwd, Env: b.Env,
 		TTY: b.TTY, Interactive: b.Interactive}, OwnerUser)
 	if err != nil {
-		httpjson.Error(w, err)
-		return
+		return err
 	}
 	httpjson.Write(w, http.StatusOK, info)
+	return nil
 }
 
-func (m *Manager) handleList(w http.ResponseWriter, r *http.Request) {
+func (m *Manager) handleList(w http.ResponseWriter, r *http.Request) error {
 	var owner Owner
 	if v, ok := r.URL.Query()["owner"]; ok && len(v) > 0 {
 		switch o := Owner(v[0]); o {
 		case OwnerUser, OwnerDesktop, OwnerSystem:
 			owner = o
 		default:
-			httpjson.Error(w, httpjson.QueryError(fmt.Sprintf("unknown variant `%s`, expected one of `user`, `desktop`, `system`", v[0])))
-			return
+			return httpjson.QueryError(fmt.Sprintf("unknown variant `%s`, expected one of `user`, `desktop`, `system`", v[0]))
 		}
 	}
 	httpjson.Write(w, http.StatusOK, struct {
 		Processes []Info `json:"processes"`
 	}{m.List(owner)})
+	return nil
 }
 
-func (m *Manager) handleGet(w http.ResponseWriter, r *http.Request) {
+func (m *Manager) handleGet(w http.ResponseWriter, r *http.Request) error {
 	info, err := m.Get(r.PathValue("id"))
 	if err != nil {
-		httpjson.Error(w, err)
-		return
+		return err
 	}
 	httpjson.Write(w, http.StatusOK, info)
+	return nil
 }
 
-func (m *Manager) handleDelete(w http.ResponseWriter, r *http.Request) {
+func (m *Manager) handleDelete(w http.ResponseWriter, r *http.Request) error {
 	if err := m.Delete(r.PathValue("id")); err != nil {
-		httpjson.Error(w, err)
-		return
+		return err
 	}
 	httpjson.NoContent(w)
+	return nil
 }
 
 // maxStopWaitMs bounds ?waitMs= (the wait also ends with the request).
 const maxStopWaitMs = 300_000
 
-func (m *Manager) handleStop(w http.ResponseWriter, r *http.Request) { m.handleSignal(w, r, m.Stop) }
-func (m *Manager) handleKill(w http.ResponseWriter, r *http.Request) { m.handleSignal(w, r, m.Kill) }
+func (m *Manager) handleStop(w http.ResponseWriter, r *http.Request) error {
+	return m.handleSignal(w, r, m.Stop)
+}
+func (m *Manager) handleKill(w http.ResponseWriter, r *http.Request) error {
+	return m.handleSignal(w, r, m.Kill)
+}
 
 func (m *Manager) handleSignal(w http.ResponseWriter, r *http.Request,
-	fn func(ctx context.Context, id string, wait time.Duration) (Info, error)) {
+	fn func(ctx context.Context, id string, wait time.Duration) (Info, error)) error {
 	wait := m.stopWait
 	ms, ok, err := httpjson.QueryUint(r, "waitMs")
 	if err != nil {
-		httpjson.Error(w, err)
-		return
+		return err
 	}
 	if ok {
 		wait = time.Duration(min(ms, maxStopWaitMs)) * time.Millisecond
 	}
 	info, err := fn(r.Context(), r.PathValue("id"), wait)
-	if m.answerShutdown(w, r) {
-		return // the wait was cut short: the process is being killed
+	if m.shuttingDown(r) {
+		return problem.ShuttingDown() // the wait was cut short: the process is being killed
 	}
 	if err != nil {
-		httpjson.Error(w, err)
-		return
+		return err
 	}
 	httpjson.Write(w, http.StatusOK, info)
+	return nil
 }
 
 // LogsDroppedHeader is set to "true" on the logs answer (JSON or SSE) of an
@@ -244,35 +238,30 @@ const (
 	followBatchBytes   = 1 << 20
 )
 
-func (m *Manager) handleLogs(w http.ResponseWriter, r *http.Request) {
+func (m *Manager) handleLogs(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	var f filter
 	if v, ok := q["stream"]; ok && len(v) > 0 {
 		var valid bool
 		if f, valid = parseFilter(v[0]); !valid {
-			httpjson.Error(w, httpjson.QueryError(fmt.Sprintf("unknown variant `%s`, expected one of `stdout`, `stderr`, `combined`, `pty`", v[0])))
-			return
+			return httpjson.QueryError(fmt.Sprintf("unknown variant `%s`, expected one of `stdout`, `stderr`, `combined`, `pty`", v[0]))
 		}
 	}
 	tail, hasTail, err := httpjson.QueryUint(r, "tail")
 	if err != nil {
-		httpjson.Error(w, err)
-		return
+		return err
 	}
 	since, _, err := httpjson.QueryUint(r, "since")
 	if err != nil {
-		httpjson.Error(w, err)
-		return
+		return err
 	}
 	follow, err := httpjson.QueryBool(r, "follow")
 	if err != nil {
-		httpjson.Error(w, err)
-		return
+		return err
 	}
 	p, err := m.lookup(r.PathValue("id"))
 	if err != nil {
-		httpjson.Error(w, err)
-		return
+		return err
 	}
 	if f == 0 {
 		f = filterCombined
@@ -303,13 +292,12 @@ func (m *Manager) handleLogs(w http.ResponseWriter, r *http.Request) {
 			Entries     []logEntryJSON `json:"entries"`
 			LogsDropped bool           `json:"logsDropped,omitempty"`
 		}{p.id, f.String(), out, dropped})
-		return
+		return nil
 	}
 	if v := r.Header.Get("Last-Event-ID"); v != "" {
 		n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
 		if err != nil {
-			httpjson.Error(w, problem.Invalid("Last-Event-ID must be a positive integer"))
-			return
+			return problem.Invalid("Last-Event-ID must be a positive integer")
 		}
 		since = max(since, n)
 	}
@@ -317,14 +305,14 @@ func (m *Manager) handleLogs(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.Header().Set("Cache-Control", "no-cache")
 		w.WriteHeader(http.StatusOK)
-		return
+		return nil
 	}
 	if !m.track() {
-		httpjson.Error(w, errShuttingDown())
-		return
+		return errShuttingDown()
 	}
 	defer m.wg.Done()
 	m.followLogs(w, r, p, f, since, tail, hasTail)
+	return nil
 }
 
 // followLogs replays the matching entries after since (the last tail of
@@ -421,41 +409,38 @@ func isClosed(c <-chan struct{}) bool {
 	}
 }
 
-func (m *Manager) handleInput(w http.ResponseWriter, r *http.Request) {
+func (m *Manager) handleInput(w http.ResponseWriter, r *http.Request) error {
 	var b struct {
 		Data     *string `json:"data"`
 		Encoding *string `json:"encoding"`
 	}
 	if err := httpjson.Decode(r, &b); err != nil {
-		httpjson.Error(w, err)
-		return
+		return err
 	}
 	if b.Data == nil {
-		httpjson.Error(w, httpjson.MissingField("data"))
-		return
+		return httpjson.MissingField("data")
 	}
 	data, err := decodeInput(*b.Data, b.Encoding, "base64")
 	if err == nil {
 		err = m.checkInputSize(len(data))
 	}
 	if err != nil {
-		httpjson.Error(w, err)
-		return
+		return err
 	}
 	n, err := m.Input(r.Context(), r.PathValue("id"), data)
 	if err != nil {
-		if m.answerShutdown(w, r) {
-			return
+		if m.shuttingDown(r) {
+			return problem.ShuttingDown()
 		}
 		if r.Context().Err() != nil {
-			return
+			return nil
 		}
-		httpjson.Error(w, err)
-		return
+		return err
 	}
 	httpjson.Write(w, http.StatusOK, struct {
 		BytesWritten int `json:"bytesWritten"`
 	}{n})
+	return nil
 }
 
 type resizeBody struct {
@@ -463,26 +448,23 @@ type resizeBody struct {
 	Rows *uint16 `json:"rows"`
 }
 
-func (m *Manager) handleResize(w http.ResponseWriter, r *http.Request) {
+func (m *Manager) handleResize(w http.ResponseWriter, r *http.Request) error {
 	var b resizeBody
 	if err := httpjson.Decode(r, &b); err != nil {
-		httpjson.Error(w, err)
-		return
+		return err
 	}
 	if b.Cols == nil {
-		httpjson.Error(w, httpjson.MissingField("cols"))
-		return
+		return httpjson.MissingField("cols")
 	}
 	if b.Rows == nil {
-		httpjson.Error(w, httpjson.MissingField("rows"))
-		return
+		return httpjson.MissingField("rows")
 	}
 	if err := m.Resize(r.PathValue("id"), *b.Cols, *b.Rows); err != nil {
-		httpjson.Error(w, err)
-		return
+		return err
 	}
 	httpjson.Write(w, http.StatusOK, struct {
 		Cols uint16 `json:"cols"`
 		Rows uint16 `json:"rows"`
 	}{*b.Cols, *b.Rows})
+	return nil
 }

@@ -58,23 +58,19 @@ func headerHasToken(h http.Header, name, token string) bool {
 	return false
 }
 
-func (m *Manager) handleTerminal(w http.ResponseWriter, r *http.Request) {
+func (m *Manager) handleTerminal(w http.ResponseWriter, r *http.Request) error {
 	if status, msg := upgradeError(r); status != 0 {
-		httpjson.WriteText(w, status, msg)
-		return
+		return &httpjson.TextError{Status: status, Msg: msg}
 	}
 	p, err := m.lookup(r.PathValue("id"))
 	if err != nil {
-		httpjson.Error(w, err)
-		return
+		return err
 	}
 	if !p.tty {
-		httpjson.Error(w, errNotTTY())
-		return
+		return errNotTTY()
 	}
 	if !m.track() {
-		httpjson.Error(w, errShuttingDown())
-		return
+		return errShuttingDown()
 	}
 	defer m.wg.Done()
 	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{
@@ -82,9 +78,10 @@ func (m *Manager) handleTerminal(w http.ResponseWriter, r *http.Request) {
 		OriginPatterns:     m.origins,
 	})
 	if err != nil {
-		return // Accept answered the request
+		return nil // Accept answered the request
 	}
 	m.serveTerminal(r.Context(), c, p)
+	return nil
 }
 
 func readyFrame(id string) []byte {

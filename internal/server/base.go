@@ -6,7 +6,6 @@ import (
 
 	"github.com/sandbox-agent-go/sandbox-agent/internal/httpjson"
 	"github.com/sandbox-agent-go/sandbox-agent/internal/openapi"
-	"github.com/sandbox-agent-go/sandbox-agent/internal/problem"
 )
 
 // BaseRoutes are the routes the server itself owns: the banner, health and
@@ -16,16 +15,16 @@ func BaseRoutes(version string) []Route {
 		{Method: http.MethodGet, Pattern: "/{$}", Open: true, Handler: func(w http.ResponseWriter, r *http.Request) {
 			httpjson.Write(w, http.StatusOK, map[string]string{"docs": "https://sandboxagent.dev", "name": "Sandbox Agent"})
 		}},
-		{Method: http.MethodGet, Pattern: "/openapi.json", Open: true, Handler: func(w http.ResponseWriter, r *http.Request) {
+		{Method: http.MethodGet, Pattern: "/openapi.json", Open: true, Handler: Handle(func(w http.ResponseWriter, r *http.Request) error {
 			doc, err := openapi.Document(version)
 			if err != nil {
-				problem.WriteError(w, err)
-				return
+				return err
 			}
 			w.Header().Set("Content-Type", "application/json")
 			w.Header().Set("Content-Length", strconv.Itoa(len(doc)))
 			_, _ = w.Write(doc)
-		}},
+			return nil
+		})},
 		{Method: http.MethodGet, Pattern: "/v1/health", Handler: func(w http.ResponseWriter, r *http.Request) {
 			httpjson.Write(w, http.StatusOK, map[string]string{"status": "ok"})
 		}},

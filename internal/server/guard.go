@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -32,6 +33,7 @@ type guard struct {
 	http.ResponseWriter
 	rc       *http.ResponseController
 	req      *http.Request
+	log      *slog.Logger // where Handle reports errors it cannot answer
 	wrote    bool
 	hijacked bool
 	body     guardBody
@@ -46,8 +48,8 @@ type guardBody struct {
 	timedOut bool
 }
 
-func newGuard(w http.ResponseWriter, r *http.Request, bodyIdle time.Duration) *guard {
-	g := &guard{ResponseWriter: w, rc: http.NewResponseController(w), req: r}
+func newGuard(w http.ResponseWriter, r *http.Request, bodyIdle time.Duration, log *slog.Logger) *guard {
+	g := &guard{ResponseWriter: w, rc: http.NewResponseController(w), req: r, log: log}
 	if r.Body != nil && r.Body != http.NoBody {
 		g.body = guardBody{g: g, rc: r.Body, idle: bodyIdle}
 		r.Body = &g.body

@@ -157,7 +157,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer func() { logRequest(h.cfg.Logger, h.cfg.LogHTTPHeaders, r, rec, time.Since(start)) }()
 		w = rec
 	}
-	g := newGuard(w, r, h.cfg.BodyIdleTimeout)
+	g := newGuard(w, r, h.cfg.BodyIdleTimeout, h.cfg.Logger)
 	defer g.finish()
 	w = g
 	if len(h.cfg.AllowedHosts) > 0 && !h.hostAllowed(r.Host) {
