@@ -42,4 +42,7 @@
 //
 // Everything is safe for concurrent use. Tests should Destroy every sandbox
 // (t.Cleanup) so no process outlives them.
+//
+// The package builds on Unix only (process groups, SIGSTOP/SIGCONT); on other
+// systems it is empty, so the SDK's cross builds still cover provider/....
 package fakesandbox
