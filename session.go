@@ -161,6 +161,16 @@ func (c *Client) CreateSession(ctx context.Context, req CreateSessionRequest) (*
 	if err != nil {
 		return nil, fmt.Errorf("sandboxagent: persist session: %w", err)
 	}
+	if err := s.applySettings(ctx, req); err != nil {
+		_ = c.DestroySession(context.WithoutCancel(ctx), id)
+		return nil, err
+	}
+	return s, nil
+}
+
+// applySettings applies req's Mode, Model and ThoughtLevel in that order,
+// skipping empty ones, and stops at the first error.
+func (s *Session) applySettings(ctx context.Context, req CreateSessionRequest) error {
 	for _, step := range []struct {
 		v  string
 		fn func(context.Context, string) error
@@ -169,11 +179,10 @@ func (c *Client) CreateSession(ctx context.Context, req CreateSessionRequest) (*
 			continue
 		}
 		if err := step.fn(ctx, step.v); err != nil {
-			_ = c.DestroySession(context.WithoutCancel(ctx), id)
-			return nil, err
+			return err
 		}
 	}
-	return s, nil
+	return nil
 }
 
 func applyNewSessionResult(rec *SessionRecord, res json.RawMessage) {
@@ -227,17 +236,7 @@ func (c *Client) ResumeOrCreateSession(ctx context.Context, req CreateSessionReq
 			if err != nil {
 				return nil, err
 			}
-			for _, step := range []struct {
-				v  string
-				fn func(context.Context, string) error
-			}{{req.Mode, s.SetMode}, {req.Model, s.SetModel}, {req.ThoughtLevel, s.SetThoughtLevel}} {
-				if step.v != "" {
-					if err := step.fn(ctx, step.v); err != nil {
-						return s, err
-					}
-				}
-			}
-			return s, nil
+			return s, s.applySettings(ctx, req)
 		}
 	}
 	return c.CreateSession(ctx, req)
