@@ -72,13 +72,12 @@ func ExampleStart() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	events, stop := context.WithCancel(ctx)
+	// OnEvent is the primary event API: every event of the turn has been
+	// passed to it when Prompt returns.
+	stop := session.OnEvent(func(ev sandboxagent.SessionEvent) {
+		fmt.Println(ev.EventIndex, ev.Sender, string(ev.Payload))
+	})
 	defer stop()
-	go func() {
-		for ev := range session.Events(events) {
-			fmt.Println(ev.EventIndex, ev.Sender, string(ev.Payload))
-		}
-	}()
 	res, err := session.Prompt(ctx, "hello")
 	if err != nil {
 		log.Fatal(err)
@@ -93,4 +92,23 @@ func ExampleSession_OnPermissionRequest() {
 		fmt.Println("agent asks:", string(req.ToolCall), "replies:", req.AvailableReplies)
 		_ = session.RespondPermission(req.ID, sandboxagent.PermissionOnce)
 	})
+}
+
+// Range over a session's events on a goroutine of your own.
+func ExampleSession_Events() {
+	ctx := context.Background()
+	var session *sandboxagent.Session // from CreateSession
+	events, stop := context.WithCancel(ctx)
+	defer stop()
+	seq := session.Events(events) // listening from now on, before the prompt
+	go func() {
+		for ev, err := range seq {
+			if err != nil { // fell behind: read the rest with GetEvents
+				log.Print(err)
+				return
+			}
+			fmt.Println(ev.EventIndex, ev.Sender)
+		}
+	}()
+	_, _ = session.Prompt(ctx, "hello")
 }

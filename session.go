@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -40,6 +41,11 @@ type CreateSessionRequest struct {
 
 // Session is a handle on one persisted session. One handle exists per id
 // per Client; methods are safe for concurrent use.
+//
+// Events of the session (every ACP envelope, persisted in order) reach the
+// program three ways: OnEvent, the primary API, calls a listener on the
+// dispatch goroutine as each is stored; Events ranges over the same events
+// from its own bounded queue; GetEvents pages through the store.
 type Session struct {
 	c  *Client
 	id string
@@ -161,6 +167,16 @@ func (c *Client) CreateSession(ctx context.Context, req CreateSessionRequest) (*
 	if err != nil {
 		return nil, fmt.Errorf("sandboxagent: persist session: %w", err)
 	}
+	if err := s.applySettings(ctx, req); err != nil {
+		_ = c.DestroySession(context.WithoutCancel(ctx), id)
+		return nil, err
+	}
+	return s, nil
+}
+
+// applySettings applies req's Mode, Model and ThoughtLevel in that order,
+// skipping empty ones, and stops at the first error.
+func (s *Session) applySettings(ctx context.Context, req CreateSessionRequest) error {
 	for _, step := range []struct {
 		v  string
 		fn func(context.Context, string) error
@@ -169,11 +185,10 @@ func (c *Client) CreateSession(ctx context.Context, req CreateSessionRequest) (*
 			continue
 		}
 		if err := step.fn(ctx, step.v); err != nil {
-			_ = c.DestroySession(context.WithoutCancel(ctx), id)
-			return nil, err
+			return err
 		}
 	}
-	return s, nil
+	return nil
 }
 
 func applyNewSessionResult(rec *SessionRecord, res json.RawMessage) {
@@ -227,17 +242,7 @@ func (c *Client) ResumeOrCreateSession(ctx context.Context, req CreateSessionReq
 			if err != nil {
 				return nil, err
 			}
-			for _, step := range []struct {
-				v  string
-				fn func(context.Context, string) error
-			}{{req.Mode, s.SetMode}, {req.Model, s.SetModel}, {req.ThoughtLevel, s.SetThoughtLevel}} {
-				if step.v != "" {
-					if err := step.fn(ctx, step.v); err != nil {
-						return s, err
-					}
-				}
-			}
-			return s, nil
+			return s, s.applySettings(ctx, req)
 		}
 	}
 	return c.CreateSession(ctx, req)
@@ -353,8 +358,9 @@ type PromptResponse struct {
 func TextBlock(text string) map[string]string { return map[string]string{"type": "text", "text": text} }
 
 // Prompt sends one text prompt and waits for the turn to end. Streamed
-// output arrives as session events (OnEvent, Subscribe, Events) before
-// Prompt returns.
+// output arrives as session events: every event of the turn has been
+// passed to the OnEvent listeners (and queued for Events loops) by the
+// time Prompt returns.
 func (s *Session) Prompt(ctx context.Context, text string) (PromptResponse, error) {
 	return s.PromptContent(ctx, TextBlock(text))
 }
@@ -431,6 +437,12 @@ func (s *Session) Cancel(ctx context.Context) error {
 // OnEvent registers fn for every persisted event of the session, called in
 // order on the connection's dispatch goroutine: it must not block or call
 // the session. It returns the unsubscribe function.
+//
+// OnEvent is the primary event API: because fn runs on the dispatch
+// goroutine, every event of a turn has reached it when Prompt returns.
+// Events is a convenience built on it (a queue a range loop reads on its
+// own goroutine), and GetEvents pages through the persisted history,
+// including events from before a listener was registered.
 func (s *Session) OnEvent(fn func(SessionEvent)) (unsubscribe func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -456,65 +468,67 @@ func (s *Session) emit(ev SessionEvent) {
 	}
 }
 
-// Subscribe returns a channel of the session's events from now on,
-// buffered without bound; it is closed when ctx ends or the client closes.
-func (s *Session) Subscribe(ctx context.Context) <-chan SessionEvent {
-	out := make(chan SessionEvent)
-	var mu sync.Mutex
-	var queue []SessionEvent
-	signal := make(chan struct{}, 1)
+// eventsQueueLen bounds how far an Events loop may fall behind the
+// dispatch goroutine. OnEvent listeners must not block, so a full queue
+// cannot wait for the loop: the loop ends with ErrEventsOverflow instead,
+// and the caller reads the rest from the store (GetEvents).
+const eventsQueueLen = 1024
+
+// ErrEventsOverflow ends an Events loop that fell more than 1024 events
+// behind; every event is still persisted and listed by GetEvents.
+var ErrEventsOverflow = errors.New("sandboxagent: the Events loop fell too far behind")
+
+// Events returns a single-use iterator over the session's events from this
+// call on, queued for it by an OnEvent listener registered now, so that
+//
+//	events := s.Events(ctx)
+//	go func() { for ev, err := range events { … } }()
+//	s.Prompt(ctx, "hi")
+//
+// sees the whole turn. The loop ends when it breaks, ctx ends or the client
+// closes; when it falls eventsQueueLen events behind, it yields the events
+// queued so far and then ErrEventsOverflow. The listener is removed when the
+// loop ends or ctx does, whichever comes first, so call Events with a ctx
+// that ends if the iterator might never run.
+func (s *Session) Events(ctx context.Context) iter.Seq2[SessionEvent, error] {
+	queue := make(chan SessionEvent, eventsQueueLen)
+	overflow := make(chan struct{})
+	var overflowed sync.Once
+	var full atomic.Bool // once set, nothing more is queued: no gap mid-stream
 	unsub := s.OnEvent(func(ev SessionEvent) {
-		mu.Lock()
-		queue = append(queue, ev)
-		mu.Unlock()
+		if full.Load() {
+			return
+		}
 		select {
-		case signal <- struct{}{}:
+		case queue <- ev:
 		default:
+			full.Store(true)
+			overflowed.Do(func() { close(overflow) })
 		}
 	})
-	s.c.wg.Add(1)
-	go func() {
-		defer s.c.wg.Done()
-		defer close(out)
-		defer unsub()
+	stop := context.AfterFunc(ctx, unsub)
+	return func(yield func(SessionEvent, error) bool) {
+		defer func() {
+			stop()
+			unsub()
+		}()
 		for {
-			mu.Lock()
-			var next *SessionEvent
-			if len(queue) > 0 {
-				next = &queue[0]
-				queue = queue[1:]
-			}
-			mu.Unlock()
-			if next == nil {
-				select {
-				case <-signal:
-					continue
-				case <-ctx.Done():
-					return
-				case <-s.c.ctx.Done():
+			select {
+			case ev := <-queue:
+				if !yield(ev, nil) {
 					return
 				}
-			}
-			select {
-			case out <- *next:
+			case <-overflow:
+				for len(queue) > 0 {
+					if !yield(<-queue, nil) {
+						return
+					}
+				}
+				yield(SessionEvent{}, fmt.Errorf("%w: session %q", ErrEventsOverflow, s.id))
+				return
 			case <-ctx.Done():
 				return
 			case <-s.c.ctx.Done():
-				return
-			}
-		}
-	}()
-	return out
-}
-
-// Events iterates over the session's events from now on until ctx ends or
-// the loop breaks.
-func (s *Session) Events(ctx context.Context) iter.Seq[SessionEvent] {
-	return func(yield func(SessionEvent) bool) {
-		ctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		for ev := range s.Subscribe(ctx) {
-			if !yield(ev) {
 				return
 			}
 		}

@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"iter"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 func allEvents(t *testing.T, c *Client, id string) []SessionEvent {
@@ -44,12 +47,31 @@ func TestSessionPromptStreamsAndPersists(t *testing.T) {
 	if s.AgentSessionID() == "" {
 		t.Fatal("no agent session id")
 	}
-	sub, cancel := context.WithCancel(ctx)
+	// The waits below end with sub: an event that never came fails the
+	// test instead of hanging it.
+	sub, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	events := s.Subscribe(sub)
+	next, stop := iter.Pull2(s.Events(sub))
+	defer stop()
+	var mu sync.Mutex
+	var seen []SessionEvent
+	unsub := s.OnEvent(func(ev SessionEvent) {
+		mu.Lock()
+		seen = append(seen, ev)
+		mu.Unlock()
+	})
+	defer unsub()
 	res, err := s.Prompt(ctx, "hello world")
 	if err != nil {
 		t.Fatal(err)
+	}
+	// OnEvent saw the turn's last event (the prompt's result) before Prompt
+	// returned.
+	mu.Lock()
+	last := seen[len(seen)-1]
+	mu.Unlock()
+	if !strings.Contains(string(last.Payload), `"stopReason"`) {
+		t.Fatalf("last event when Prompt returned: %s", last.Payload)
 	}
 	if res.StopReason != "end_turn" {
 		t.Fatalf("stop reason %q", res.StopReason)
@@ -58,7 +80,10 @@ func TestSessionPromptStreamsAndPersists(t *testing.T) {
 	var text strings.Builder
 	var n int
 	for n < 1000 {
-		ev := <-events
+		ev, err, ok := next()
+		if !ok || err != nil {
+			t.Fatalf("events ended after %d: %v (%v)", n, err, sub.Err())
+		}
 		n++
 		var p struct {
 			Params struct {
@@ -278,4 +303,49 @@ func TestDestroySession(t *testing.T) {
 	if _, err := c.ResumeSession(ctx, "nope"); !errors.Is(err, ErrSessionNotFound) {
 		t.Fatalf("resume unknown: %v", err)
 	}
+}
+
+func TestEventsQueueOverflowAndEnd(t *testing.T) {
+	newSession := func(t *testing.T) *Session {
+		c := &Client{ctx: t.Context(), sessions: map[string]*Session{}}
+		return c.handle(SessionRecord{ID: "q", Agent: "mock"})
+	}
+	t.Run("overflow yields the queued events then the error", func(t *testing.T) {
+		s := newSession(t)
+		seq := s.Events(t.Context())
+		for i := range eventsQueueLen + 2 {
+			s.emit(SessionEvent{EventIndex: int64(i + 1)})
+		}
+		var n int64
+		for ev, err := range seq {
+			if err != nil {
+				if !errors.Is(err, ErrEventsOverflow) || n != eventsQueueLen {
+					t.Fatalf("after %d events: %v", n, err)
+				}
+				return
+			}
+			if n++; ev.EventIndex != n {
+				t.Fatalf("event %d has index %d", n, ev.EventIndex)
+			}
+		}
+		t.Fatalf("loop ended after %d events without ErrEventsOverflow", n)
+	})
+	t.Run("ctx end ends the loop and removes the listener", func(t *testing.T) {
+		s := newSession(t)
+		ctx, cancel := context.WithCancel(t.Context())
+		seq := s.Events(ctx)
+		s.emit(SessionEvent{EventIndex: 1})
+		cancel()
+		for ev, err := range seq {
+			if err != nil || ev.EventIndex != 1 {
+				t.Fatalf("event %+v %v", ev, err)
+			}
+		}
+		s.mu.Lock()
+		n := len(s.listeners)
+		s.mu.Unlock()
+		if n != 0 {
+			t.Fatalf("%d listeners left", n)
+		}
+	})
 }

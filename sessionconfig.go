@@ -202,14 +202,20 @@ func (s *Session) SetMode(ctx context.Context, modeID string) error {
 		return err
 	}
 	return s.update(ctx, func(r *SessionRecord) {
-		m := decodeModes(r.Modes)
-		if m == nil {
-			m = &SessionModes{AvailableModes: []SessionMode{}}
-		}
-		m.CurrentModeID = modeID
-		r.Modes, _ = json.Marshal(m)
+		setCurrentMode(r, modeID)
 		r.ConfigOptions = setCurrent(r.ConfigOptions, func(o ConfigOption) bool { return o.Category == "mode" }, modeID)
 	})
+}
+
+// setCurrentMode records modeID as the current mode in rec.Modes, keeping
+// the available modes (none when the record had no mode state).
+func setCurrentMode(rec *SessionRecord, modeID string) {
+	m := decodeModes(rec.Modes)
+	if m == nil {
+		m = &SessionModes{AvailableModes: []SessionMode{}}
+	}
+	m.CurrentModeID = modeID
+	rec.Modes, _ = json.Marshal(m)
 }
 
 // SetModel selects the model (the config option of category "model").
@@ -234,10 +240,7 @@ func (s *Session) setCategory(ctx context.Context, category, value string) error
 	var cats []string
 	for _, o := range opts {
 		if o.Category == category {
-			if av := o.AllowedValues(); len(av) > 0 && !slices.Contains(av, value) {
-				return &UnsupportedSessionValueError{SessionID: s.id, Category: category, ConfigID: o.ID, RequestedValue: value, AllowedValues: av}
-			}
-			return s.SetConfigOption(ctx, o.ID, value)
+			return s.setOption(ctx, o, value)
 		}
 		if o.Category != "" && !slices.Contains(cats, o.Category) {
 			cats = append(cats, o.Category)
@@ -262,24 +265,29 @@ func (s *Session) SetConfigOption(ctx context.Context, configID, value string) e
 		return err
 	}
 	var ids []string
-	var opt *ConfigOption
-	for i := range opts {
-		ids = append(ids, opts[i].ID)
-		if opts[i].ID == configID {
-			opt = &opts[i]
+	for _, o := range opts {
+		if o.ID == configID {
+			return s.setOption(ctx, o, value)
 		}
+		ids = append(ids, o.ID)
 	}
-	if opt == nil {
-		return &UnsupportedSessionConfigOptionError{SessionID: s.id, ConfigID: configID, AvailableConfigIDs: ids}
-	}
+	return &UnsupportedSessionConfigOptionError{SessionID: s.id, ConfigID: configID, AvailableConfigIDs: ids}
+}
+
+// setOption checks that opt allows value, sets it on the agent
+// (session/set_config_option) and records it: the agent's returned options
+// when it sends them, else value as opt's current value, and as the
+// current mode when opt is the mode option. value is already trimmed and
+// non-empty.
+func (s *Session) setOption(ctx context.Context, opt ConfigOption, value string) error {
 	if av := opt.AllowedValues(); len(av) > 0 && !slices.Contains(av, value) {
 		cat := opt.Category
 		if cat == "" {
 			cat = "uncategorized"
 		}
-		return &UnsupportedSessionValueError{SessionID: s.id, Category: cat, ConfigID: configID, RequestedValue: value, AllowedValues: av}
+		return &UnsupportedSessionValueError{SessionID: s.id, Category: cat, ConfigID: opt.ID, RequestedValue: value, AllowedValues: av}
 	}
-	res, err := s.Call(ctx, "session/set_config_option", map[string]any{"configId": configID, "value": value})
+	res, err := s.Call(ctx, "session/set_config_option", map[string]any{"configId": opt.ID, "value": value})
 	if err != nil {
 		return err
 	}
@@ -291,15 +299,10 @@ func (s *Session) SetConfigOption(ctx context.Context, configID, value string) e
 		if len(r.ConfigOptions) > 0 && r.ConfigOptions[0] == '[' {
 			rec.ConfigOptions = r.ConfigOptions
 		} else {
-			rec.ConfigOptions = setCurrent(rec.ConfigOptions, func(o ConfigOption) bool { return o.ID == configID }, value)
+			rec.ConfigOptions = setCurrent(rec.ConfigOptions, func(o ConfigOption) bool { return o.ID == opt.ID }, value)
 		}
 		if opt.Category == "mode" {
-			m := decodeModes(rec.Modes)
-			if m == nil {
-				m = &SessionModes{AvailableModes: []SessionMode{}}
-			}
-			m.CurrentModeID = value
-			rec.Modes, _ = json.Marshal(m)
+			setCurrentMode(rec, value)
 		}
 	})
 }
@@ -354,12 +357,7 @@ func (c *Client) applySessionUpdate(ctx context.Context, local string, raw json.
 				rec.ConfigOptions = u.ConfigOptions
 			}
 		case "current_mode_update":
-			m := decodeModes(rec.Modes)
-			if m == nil {
-				m = &SessionModes{AvailableModes: []SessionMode{}}
-			}
-			m.CurrentModeID = u.CurrentModeID
-			rec.Modes, _ = json.Marshal(m)
+			setCurrentMode(rec, u.CurrentModeID)
 		}
 	})
 	if err == nil && s != nil {
