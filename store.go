@@ -214,9 +214,9 @@ func (r ListPageRequest) PageSize() int {
 	return r.Limit
 }
 
-// StoreNextCursor returns ListPage.NextCursor for a page of n items read at
+// nextCursor returns ListPage.NextCursor for a page of n items read at
 // offset: the decimal offset of the next page when more remain, else "".
-func StoreNextCursor(offset, n int, more bool) string {
+func nextCursor(offset, n int, more bool) string {
 	if !more {
 		return ""
 	}
@@ -241,7 +241,7 @@ func StorePage[T any](rows []T, offset, limit int) ListPage[T] {
 	if rows == nil {
 		rows = []T{}
 	}
-	return ListPage[T]{Items: rows, NextCursor: StoreNextCursor(offset, len(rows), more)}
+	return ListPage[T]{Items: rows, NextCursor: nextCursor(offset, len(rows), more)}
 }
 
 // ListPage is one page of a list. NextCursor is empty on the last page.

@@ -250,5 +250,5 @@ func memoryPage[T any](sorted []T, req ListPageRequest) ListPage[T] {
 	if items == nil {
 		items = []T{}
 	}
-	return ListPage[T]{Items: items, NextCursor: StoreNextCursor(start, len(items), end < len(sorted))}
+	return ListPage[T]{Items: items, NextCursor: nextCursor(start, len(items), end < len(sorted))}
 }

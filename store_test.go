@@ -164,11 +164,11 @@ func TestListPageRequestOffset(t *testing.T) {
 			t.Errorf("PageSize(%d) = %d, want %d", limit, got, want)
 		}
 	}
-	if got := sandboxagent.StoreNextCursor(3, 3, true); got != "6" {
-		t.Errorf("StoreNextCursor(3, 3, true) = %q", got)
+	if got := sandboxagent.NextCursor(3, 3, true); got != "6" {
+		t.Errorf("NextCursor(3, 3, true) = %q", got)
 	}
-	if got := sandboxagent.StoreNextCursor(3, 3, false); got != "" {
-		t.Errorf("StoreNextCursor(3, 3, false) = %q", got)
+	if got := sandboxagent.NextCursor(3, 3, false); got != "" {
+		t.Errorf("NextCursor(3, 3, false) = %q", got)
 	}
 }
 
