@@ -194,7 +194,8 @@ const metaBytesPerEntry = 8 << 10
 //
 // ctx is checked for every chunk read from the archive and every chunk
 // written (including the zeros of sparse holes, which are skipped, not
-// written), so a client that went away stops the extraction at once.
+// written), so a cancelled caller (a client that went away) stops the
+// extraction at once.
 func Extract(ctx context.Context, dest string, body io.Reader, opts Options) (res Result, err error) {
 	res.Paths = []string{}
 	if opts.Buf == nil {
