@@ -10,9 +10,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/sandbox-agent-go/sandbox-agent/internal/untar"
 )
 
 // binaryEntry installs a registry binary distribution (archive + cmd).
@@ -32,7 +35,7 @@ func (in *installer) binaryEntry(ctx context.Context, prefix, version, archive, 
 	}
 	switch {
 	case strings.HasSuffix(archive, ".tar.gz"), strings.HasSuffix(archive, ".tgz"):
-		err = untarGz(data, stage)
+		err = untarGz(ctx, data, stage, m.opts.Logger)
 	default:
 		err = fmt.Errorf("unsupported archive format: %s", archive)
 	}
@@ -80,58 +83,31 @@ func tarMember(gz []byte, name string) ([]byte, error) {
 	}
 }
 
-func untarGz(gz []byte, dir string) error {
-	zr, err := gzip.NewReader(bytes.NewReader(gz))
+// releaseLimits bound a registry release archive: generous for any real
+// agent distribution (they are tens of MiB), but a hostile or broken
+// archive cannot fill the data dir's disk or its inode table.
+var releaseLimits = untar.Limits{
+	MaxBytes:     4 << 30,
+	MaxFileBytes: 2 << 30,
+	MaxEntries:   100_000,
+	MaxDepth:     64,
+	MaxPathBytes: 4096,
+}
+
+// untarGz unpacks a release archive into dir with the server's one
+// hardened extractor: an entry named outside dir, a link leading out of
+// it, or an entry through a link fails the install and leaves dir as it
+// was; links inside the archive are created. log (nil: slog.Default)
+// receives the extractor's notes.
+func untarGz(ctx context.Context, gz []byte, dir string, log *slog.Logger) error {
+	_, err := untar.Extract(ctx, dir, bytes.NewReader(gz), untar.Options{
+		Limits:        releaseLimits,
+		StagingPrefix: ".staging-untar-",
+		ResolveDotDot: true,
+		Log:           log,
+	})
 	if err != nil {
-		return err
+		return fmt.Errorf("unpack release archive: %w", err)
 	}
-	tr := tar.NewReader(zr)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		// A release archive is remote input: an entry that names a path
-		// outside dir (absolute, or climbing with ..) marks a hostile or
-		// broken archive, so the install fails instead of quietly
-		// extracting it somewhere else.
-		if !filepath.IsLocal(h.Name) {
-			return fmt.Errorf("archive entry %q is not inside the archive", h.Name)
-		}
-		p := filepath.Join(dir, filepath.Clean("/"+h.Name))
-		switch h.Typeflag {
-		case tar.TypeSymlink, tar.TypeLink:
-			// Links are not extracted (an install needs only its regular
-			// files, and skipping them means no later entry is written
-			// through one), but one aimed outside the archive is the same
-			// sign of a hostile archive as an escaping name.
-			target := h.Linkname
-			if h.Typeflag == tar.TypeSymlink {
-				target = filepath.Join(filepath.Dir(h.Name), h.Linkname)
-			}
-			if filepath.IsAbs(h.Linkname) || !filepath.IsLocal(target) {
-				return fmt.Errorf("archive entry %q links outside the archive (%q)", h.Name, h.Linkname)
-			}
-		case tar.TypeDir:
-			if err := os.MkdirAll(p, 0o755); err != nil {
-				return err
-			}
-		case tar.TypeReg:
-			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-				return err
-			}
-			f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, os.FileMode(h.Mode)&0o755|0o600)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(f, io.LimitReader(tr, 1<<30))
-			f.Close()
-			if err != nil {
-				return err
-			}
-		}
-	}
+	return nil
 }

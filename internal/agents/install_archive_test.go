@@ -96,7 +96,7 @@ func TestUntarGzRejectsEntriesOutsideTheDir(t *testing.T) {
 				}
 			}
 			entries := hostileArchives(outside)[name]
-			if err := untarGz(tarGz(t, entries...), stage); err == nil {
+			if err := untarGz(t.Context(), tarGz(t, entries...), stage, nil); err == nil {
 				t.Fatalf("extracted %v without error", entries)
 			}
 			for _, p := range tree(t, root) {
@@ -109,7 +109,8 @@ func TestUntarGzRejectsEntriesOutsideTheDir(t *testing.T) {
 }
 
 // The checks must not refuse what real release archives hold: "./"
-// prefixes, directories, links that stay inside.
+// prefixes, ".." that stays inside, directories, links that stay inside
+// (which are created, not skipped).
 func TestUntarGzExtractsOrdinaryArchives(t *testing.T) {
 	stage := t.TempDir()
 	data := tarGz(t,
@@ -119,13 +120,29 @@ func TestUntarGzExtractsOrdinaryArchives(t *testing.T) {
 		entry{name: "pkg/bin/alias", link: "../bin/tool"},
 		entry{name: "pkg/bin/hard", link: "pkg/bin/tool", hard: true},
 	)
-	if err := untarGz(data, stage); err != nil {
+	if err := untarGz(t.Context(), data, stage, nil); err != nil {
 		t.Fatal(err)
 	}
 	got := tree(t, stage)
-	want := []string{"pkg", "pkg/bin", "pkg/bin/codex-acp", "pkg/bin/tool"}
+	want := []string{"pkg", "pkg/bin", "pkg/bin/alias", "pkg/bin/codex-acp", "pkg/bin/hard", "pkg/bin/tool", "pkg/current"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("extracted %v, want %v", got, want)
+	}
+	// The links stay inside and reach what they name.
+	for link, target := range map[string]string{"pkg/current": "bin", "pkg/bin/alias": "../bin/tool"} {
+		if got, err := os.Readlink(filepath.Join(stage, link)); err != nil || got != target {
+			t.Errorf("%s -> %q (%v), want -> %q", link, got, err, target)
+		}
+	}
+	for _, p := range []string{"pkg/bin/alias", "pkg/bin/hard", "pkg/current/tool"} {
+		if b, err := os.ReadFile(filepath.Join(stage, p)); err != nil || string(b) != "tool" {
+			t.Errorf("%s reads %q (%v), want %q", p, b, err, "tool")
+		}
+	}
+	hard, err1 := os.Lstat(filepath.Join(stage, "pkg/bin/hard"))
+	tool, err2 := os.Lstat(filepath.Join(stage, "pkg/bin/tool"))
+	if err1 != nil || err2 != nil || !os.SameFile(hard, tool) {
+		t.Errorf("pkg/bin/hard is not a hard link of pkg/bin/tool (%v, %v)", err1, err2)
 	}
 }
 

@@ -1,5 +1,6 @@
 // Package ctxsync holds the SDK's context-aware waits: a mutex whose Lock
-// gives up when the caller's context ends, and a wait for a done channel.
+// gives up when the caller's context ends, a wait for a done channel, and
+// a reader that fails once a context ends.
 // They replace sync.Mutex and bare channel receives wherever the holder
 // waits on I/O (the health gate, a restore, the bootstrap POST, a slow
 // store): with a plain mutex every other caller would wait as long as the

@@ -3,6 +3,7 @@ package ctxsync
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -36,5 +37,18 @@ func TestWait(t *testing.T) {
 	close(done)
 	if err := Wait(ctx, done); err != nil {
 		t.Fatalf("closed done wins: %v", err)
+	}
+}
+
+func TestReader(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	r := Reader(ctx, strings.NewReader("abcd"))
+	buf := make([]byte, 2)
+	if n, err := r.Read(buf); n != 2 || err != nil {
+		t.Fatalf("Read = %d, %v before cancel", n, err)
+	}
+	cancel()
+	if n, err := r.Read(buf); n != 0 || !errors.Is(err, context.Canceled) {
+		t.Fatalf("Read = %d, %v after cancel, want 0, context.Canceled", n, err)
 	}
 }

@@ -22,8 +22,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sandbox-agent-go/sandbox-agent/internal/ctxsync"
 	"github.com/sandbox-agent-go/sandbox-agent/internal/httpjson"
 	"github.com/sandbox-agent-go/sandbox-agent/internal/problem"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/rawpath"
 	"github.com/sandbox-agent-go/sandbox-agent/internal/server"
 )
 
@@ -181,7 +183,7 @@ func (h *Handler) entries(w http.ResponseWriter, r *http.Request) error {
 		}
 		out = append(out, FsEntry{
 			Name:      de.Name(),
-			Path:      joinRaw(p, de.Name()),
+			Path:      rawpath.Join(p, de.Name()),
 			EntryType: entryType(info),
 			Size:      info.Size(),
 			Modified:  formatModified(info.ModTime()),
@@ -268,7 +270,7 @@ func (h *Handler) writeFile(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	defer interruptBody(w, ctx)()
-	n, err := writeAtomic(p, &ctxReader{ctx: ctx, r: body}, *bp)
+	n, err := writeAtomic(p, ctxsync.Reader(ctx, body), *bp)
 	if err != nil {
 		if server.ShuttingDown(ctx) {
 			err = problem.ShuttingDown()
@@ -312,7 +314,7 @@ func (h *Handler) mkdir(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := mkdirAll(p); err != nil {
+	if err := rawpath.MkdirAll(p); err != nil {
 		return fsError(p, err)
 	}
 	httpjson.Write(w, http.StatusOK, pathResponse{Path: p})

@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/sandbox-agent-go/sandbox-agent/internal/problem"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/rawpath"
 )
 
 // movePath renames from to to with upstream's rules: the source must
@@ -56,8 +57,8 @@ func movePath(from, to string, overwrite bool) error {
 	case !errors.Is(err, fs.ErrNotExist):
 		return fsError(to, err)
 	}
-	if parent := parentRaw(to); parent != "" {
-		if err := mkdirAll(parent); err != nil {
+	if parent := rawpath.Parent(to); parent != "" {
+		if err := rawpath.MkdirAll(parent); err != nil {
 			return fsError(parent, err)
 		}
 	}
@@ -74,12 +75,12 @@ func movePath(from, to string, overwrite bool) error {
 // realPath resolves the symlinks in p's parent directories (not in p
 // itself, which may be a link being moved).
 func realPath(p string) string {
-	parent := parentRaw(p)
+	parent := rawpath.Parent(p)
 	if parent == "" {
 		return filepath.Clean(p)
 	}
 	if rp, err := filepath.EvalSymlinks(parent); err == nil {
-		return filepath.Join(rp, baseRaw(p))
+		return filepath.Join(rp, rawpath.Base(p))
 	}
 	return filepath.Clean(p)
 }
@@ -134,7 +135,7 @@ func copyTree(src, dst string, fi fs.FileInfo) error {
 			if err != nil {
 				return err
 			}
-			if err := copyTree(joinRaw(src, de.Name()), joinRaw(dst, de.Name()), info); err != nil {
+			if err := copyTree(rawpath.Join(src, de.Name()), rawpath.Join(dst, de.Name()), info); err != nil {
 				return err
 			}
 		}

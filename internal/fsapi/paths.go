@@ -3,13 +3,13 @@ package fsapi
 import (
 	"errors"
 	"io/fs"
-	"os"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/sandbox-agent-go/sandbox-agent/internal/problem"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/rawpath"
 )
 
 // resolvePath maps a request path to the filesystem path upstream uses:
@@ -26,116 +26,14 @@ func resolvePath(home, raw string) (string, error) {
 	if strings.HasPrefix(raw, "/") {
 		return raw, nil
 	}
-	rel, ok := cleanRelative(raw)
+	rel, ok := rawpath.CleanRelative(raw)
 	if !ok {
 		return "", problem.Invalid("invalid relative path: " + raw)
 	}
 	if rel == "" {
 		return home, nil
 	}
-	return joinRaw(home, rel), nil
-}
-
-// cleanRelative drops "." and empty components of a relative slash path and
-// reports false when a component is "..". An absolute path is not relative.
-func cleanRelative(p string) (string, bool) {
-	if strings.HasPrefix(p, "/") {
-		return "", false
-	}
-	if !strings.Contains(p, "//") && !strings.Contains(p, "./") && !strings.HasSuffix(p, "/") && !strings.HasSuffix(p, ".") && !strings.HasPrefix(p, ".") {
-		// Fast path: nothing to clean (no empty, "." or ".." components).
-		return p, true
-	}
-	var b strings.Builder
-	b.Grow(len(p))
-	for seg := range strings.SplitSeq(p, "/") {
-		switch seg {
-		case "", ".":
-			continue
-		case "..":
-			return "", false
-		}
-		if b.Len() > 0 {
-			b.WriteByte('/')
-		}
-		b.WriteString(seg)
-	}
-	return b.String(), true
-}
-
-// joinRaw joins a relative name to dir without normalising dir (as Rust's
-// Path::join does).
-func joinRaw(dir, name string) string {
-	if name == "" {
-		return dir
-	}
-	if dir == "" || strings.HasSuffix(dir, "/") {
-		return dir + name
-	}
-	return dir + "/" + name
-}
-
-// parentRaw is the lexical parent of p (Rust's Path::parent): trailing
-// slashes are ignored, "" when p has no parent.
-func parentRaw(p string) string {
-	for len(p) > 1 && strings.HasSuffix(p, "/") {
-		p = p[:len(p)-1]
-	}
-	i := strings.LastIndexByte(p, '/')
-	switch {
-	case i < 0:
-		return ""
-	case i == 0:
-		if p == "/" {
-			return ""
-		}
-		return "/"
-	}
-	parent := p[:i]
-	for len(parent) > 1 && strings.HasSuffix(parent, "/") {
-		parent = parent[:len(parent)-1]
-	}
-	return parent
-}
-
-// baseRaw is the last component of p.
-func baseRaw(p string) string {
-	for len(p) > 1 && strings.HasSuffix(p, "/") {
-		p = p[:len(p)-1]
-	}
-	if i := strings.LastIndexByte(p, '/'); i >= 0 {
-		return p[i+1:]
-	}
-	return p
-}
-
-// mkdirAll is `mkdir -p` with Rust's create_dir_all error semantics: a path
-// component that exists as a file reports that mkdir's own error ("File
-// exists" for the last component) rather than Go's synthetic ENOTDIR.
-func mkdirAll(p string) error {
-	if p == "" {
-		return nil
-	}
-	err := os.Mkdir(p, 0o777)
-	if err == nil {
-		return nil
-	}
-	if errors.Is(err, fs.ErrNotExist) {
-		parent := parentRaw(p)
-		if parent == "" || parent == p {
-			return err
-		}
-		if perr := mkdirAll(parent); perr != nil {
-			return perr
-		}
-		if err = os.Mkdir(p, 0o777); err == nil {
-			return nil
-		}
-	}
-	if fi, serr := os.Stat(p); serr == nil && fi.IsDir() {
-		return nil
-	}
-	return err
+	return rawpath.Join(home, rel), nil
 }
 
 // osErrorText renders err the way Rust's io::Error displays OS errors

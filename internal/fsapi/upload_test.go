@@ -270,3 +270,8 @@ func TestUploadFileOverDirectory(t *testing.T) {
 	r = e.upload("/v1/fs/upload-batch?path=d2", "application/x-tar", makeTar(t, file("x", "file"), file("x/y", "under a file")))
 	checkError(t, r, 502, "stream_error", "stream error: File exists (os error 17)")
 }
+
+// isEscape recognises os.Root's refusal to leave the root.
+func isEscape(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "path escapes from parent")
+}

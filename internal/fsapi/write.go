@@ -12,6 +12,7 @@ import (
 
 	"github.com/sandbox-agent-go/sandbox-agent/internal/httpjson"
 	"github.com/sandbox-agent-go/sandbox-agent/internal/problem"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/rawpath"
 )
 
 // bodyReader remembers the error the request body returned, so a failed
@@ -89,7 +90,7 @@ func followLinks(p string) string {
 		if len(target) > 0 && target[0] == '/' {
 			p = target
 		} else {
-			p = joinRaw(parentRaw(p), target)
+			p = rawpath.Join(rawpath.Parent(p), target)
 		}
 	}
 	return p
@@ -99,11 +100,11 @@ func followLinks(p string) string {
 func tempName(target string) string {
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
-	base := baseRaw(target)
+	base := rawpath.Base(target)
 	if len(base) > 180 {
 		base = base[:180]
 	}
-	return joinRaw(parentRaw(target), "."+base+".sa-tmp-"+hex.EncodeToString(rnd[:]))
+	return rawpath.Join(rawpath.Parent(target), "."+base+".sa-tmp-"+hex.EncodeToString(rnd[:]))
 }
 
 // writeAtomic streams body into p and returns the bytes written. Parents
@@ -113,8 +114,8 @@ func tempName(target string) string {
 // never a torn file, and a failed upload leaves nothing behind. Device
 // files, FIFOs and bind-mounted files are written in place instead.
 func writeAtomic(p string, body io.Reader, buf []byte) (int64, error) {
-	if parent := parentRaw(p); parent != "" {
-		if err := mkdirAll(parent); err != nil {
+	if parent := rawpath.Parent(p); parent != "" {
+		if err := rawpath.MkdirAll(parent); err != nil {
 			return 0, fsError(parent, err)
 		}
 	}
@@ -188,7 +189,7 @@ func writeAtomic(p string, body io.Reader, buf []byte) (int64, error) {
 		return n, fsError(p, err)
 	}
 	renamed = true
-	syncDir(parentRaw(target))
+	syncDir(rawpath.Parent(target))
 	return n, nil
 }
 
