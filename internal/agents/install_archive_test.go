@@ -2,8 +2,7 @@ package agents
 
 import (
 	"archive/tar"
-	"bytes"
-	"compress/gzip"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/tartest"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,40 +12,18 @@ import (
 	"testing"
 )
 
-// entry is one member of a test archive: a regular file (body), or a
-// symlink / hard link when link is set.
-type entry struct {
-	name, body, link string
-	hard             bool
-}
+// entry is one member of a test archive (tartest's); files are
+// executable, as release binaries are.
+type entry = tartest.Entry
 
 func tarGz(t *testing.T, entries ...entry) []byte {
 	t.Helper()
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(zw)
-	for _, e := range entries {
-		h := &tar.Header{Name: e.name, Mode: 0o755, Typeflag: tar.TypeReg, Size: int64(len(e.body))}
-		switch {
-		case e.link != "" && e.hard:
-			h.Typeflag, h.Linkname, h.Size = tar.TypeLink, e.link, 0
-		case e.link != "":
-			h.Typeflag, h.Linkname, h.Size = tar.TypeSymlink, e.link, 0
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write([]byte(e.body)); err != nil {
-			t.Fatal(err)
+	for i := range entries {
+		if entries[i].Type == 0 && entries[i].Link == "" {
+			entries[i].Mode = 0o755
 		}
 	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
+	return tartest.Gzip(t, tartest.Build(t, entries...))
 }
 
 // tree lists every path under root (relative, slash-separated), so a test
@@ -75,13 +52,13 @@ func tree(t *testing.T, root string) []string {
 // next to that directory.
 func hostileArchives(outside string) map[string][]entry {
 	return map[string][]entry{
-		"dotdot":                  {{name: "codex-acp", body: "#!/bin/sh\n"}, {name: "../x", body: "pwned"}},
-		"dotdot inside a path":    {{name: "codex-acp", body: "#!/bin/sh\n"}, {name: "bin/../../x", body: "pwned"}},
-		"absolute":                {{name: "codex-acp", body: "#!/bin/sh\n"}, {name: filepath.Join(outside, "x"), body: "pwned"}},
-		"absolute symlink":        {{name: "codex-acp", body: "#!/bin/sh\n"}, {name: "evil", link: outside}, {name: "evil/x", body: "pwned"}},
-		"relative symlink":        {{name: "codex-acp", body: "#!/bin/sh\n"}, {name: "evil", link: "../outside"}, {name: "evil/x", body: "pwned"}},
-		"nested relative symlink": {{name: "codex-acp", body: "#!/bin/sh\n"}, {name: "a/evil", link: "../../outside"}, {name: "a/evil/x", body: "pwned"}},
-		"hard link":               {{name: "codex-acp", body: "#!/bin/sh\n"}, {name: "evil", link: "../outside/x", hard: true}},
+		"dotdot":                  {{Name: "codex-acp", Body: "#!/bin/sh\n"}, {Name: "../x", Body: "pwned"}},
+		"dotdot inside a path":    {{Name: "codex-acp", Body: "#!/bin/sh\n"}, {Name: "bin/../../x", Body: "pwned"}},
+		"absolute":                {{Name: "codex-acp", Body: "#!/bin/sh\n"}, {Name: filepath.Join(outside, "x"), Body: "pwned"}},
+		"absolute symlink":        {{Name: "codex-acp", Body: "#!/bin/sh\n"}, {Name: "evil", Link: outside, Type: tar.TypeSymlink}, {Name: "evil/x", Body: "pwned"}},
+		"relative symlink":        {{Name: "codex-acp", Body: "#!/bin/sh\n"}, {Name: "evil", Link: "../outside", Type: tar.TypeSymlink}, {Name: "evil/x", Body: "pwned"}},
+		"nested relative symlink": {{Name: "codex-acp", Body: "#!/bin/sh\n"}, {Name: "a/evil", Link: "../../outside", Type: tar.TypeSymlink}, {Name: "a/evil/x", Body: "pwned"}},
+		"hard link":               {{Name: "codex-acp", Body: "#!/bin/sh\n"}, {Name: "evil", Link: "../outside/x", Type: tar.TypeLink}},
 	}
 }
 
@@ -114,11 +91,11 @@ func TestUntarGzRejectsEntriesOutsideTheDir(t *testing.T) {
 func TestUntarGzExtractsOrdinaryArchives(t *testing.T) {
 	stage := t.TempDir()
 	data := tarGz(t,
-		entry{name: "./pkg/bin/codex-acp", body: "#!/bin/sh\n"},
-		entry{name: "pkg/lib/../bin/tool", body: "tool"},
-		entry{name: "pkg/current", link: "bin"},
-		entry{name: "pkg/bin/alias", link: "../bin/tool"},
-		entry{name: "pkg/bin/hard", link: "pkg/bin/tool", hard: true},
+		entry{Name: "./pkg/bin/codex-acp", Body: "#!/bin/sh\n"},
+		entry{Name: "pkg/lib/../bin/tool", Body: "tool"},
+		entry{Name: "pkg/current", Link: "bin", Type: tar.TypeSymlink},
+		entry{Name: "pkg/bin/alias", Link: "../bin/tool", Type: tar.TypeSymlink},
+		entry{Name: "pkg/bin/hard", Link: "pkg/bin/tool", Type: tar.TypeLink},
 	)
 	if err := untarGz(t.Context(), data, stage, nil); err != nil {
 		t.Fatal(err)

@@ -1,9 +1,7 @@
 package fsapi
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -117,68 +115,16 @@ func readFile(t testing.TB, p string) string {
 	return string(b)
 }
 
-// tarEntry describes one archive member for tests.
-type tarEntry struct {
-	name, body, link string
-	typ              byte
-	mode             int64
-	mtime            time.Time
-}
+// The archive builders are tartest's, under the short names these tests use.
+type tarEntry = tartest.Entry
 
-func file(name, body string) tarEntry            { return tarEntry{name: name, body: body, typ: tar.TypeReg} }
-func dir(name string) tarEntry                   { return tarEntry{name: name, typ: tar.TypeDir} }
-func symlink(name, to string) tarEntry           { return tarEntry{name: name, link: to, typ: tar.TypeSymlink} }
-func hardlink(name, to string) tarEntry          { return tarEntry{name: name, link: to, typ: tar.TypeLink} }
-func fifo(name string) tarEntry                  { return tarEntry{name: name, typ: tar.TypeFifo} }
-func withMtime(e tarEntry, t time.Time) tarEntry { e.mtime = t; return e }
+var (
+	file, dir, fifo   = tartest.File, tartest.Dir, tartest.Fifo
+	symlink, hardlink = tartest.Symlink, tartest.Hardlink
+	makeTar, gz       = tartest.Build, tartest.Gzip
+)
 
-func makeTar(t testing.TB, entries ...tarEntry) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, e := range entries {
-		mode := e.mode
-		if mode == 0 {
-			mode = 0o644
-			if e.typ == tar.TypeDir {
-				mode = 0o755
-			}
-		}
-		mt := e.mtime
-		if mt.IsZero() {
-			mt = time.Unix(1_700_000_000, 0)
-		}
-		hdr := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: mode, Linkname: e.link, ModTime: mt, Format: tar.FormatPAX}
-		if e.typ == tar.TypeReg {
-			hdr.Size = int64(len(e.body))
-		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			t.Fatal(err)
-		}
-		if e.typ == tar.TypeReg {
-			if _, err := io.WriteString(tw, e.body); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
-func gz(t testing.TB, b []byte) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	if _, err := zw.Write(b); err != nil {
-		t.Fatal(err)
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
+func withMtime(e tarEntry, t time.Time) tarEntry { e.ModTime = t; return e }
 
 // listTree returns every path under root (relative, slash-separated).
 func listTree(t testing.TB, root string) []string {

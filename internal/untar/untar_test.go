@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"errors"
+	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/tartest"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -12,32 +13,10 @@ import (
 	"github.com/sandbox-agent-go/sandbox-agent/internal/untar"
 )
 
-type entry struct {
-	name, body, link string
-	typ              byte
-}
+// entry and archive are tartest's builder under the names these tests use.
+type entry = tartest.Entry
 
-func archive(t *testing.T, entries ...entry) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, e := range entries {
-		h := &tar.Header{Name: e.name, Mode: 0o644, Typeflag: e.typ, Linkname: e.link}
-		if h.Typeflag == 0 {
-			h.Typeflag, h.Size = tar.TypeReg, int64(len(e.body))
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write([]byte(e.body)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
+var archive = tartest.Build
 
 // Every refusal comes back as one of the package's error types, which is
 // what callers map to their answers; dest is left empty.
@@ -51,16 +30,16 @@ func TestExtractErrorTypes(t *testing.T) {
 		limit   untar.Limit
 		wantMax int64
 	}{
-		{name: "file bytes", data: archive(t, entry{name: "a", body: "123456"}), want: new(*untar.LimitError), limit: untar.LimitFileBytes, wantMax: 5},
-		{name: "total bytes", data: archive(t, entry{name: "a", body: "12345"}, entry{name: "b", body: "12345"}, entry{name: "c", body: "1"}), want: new(*untar.LimitError), limit: untar.LimitBytes, wantMax: 10},
-		{name: "entries", data: archive(t, entry{name: "a"}, entry{name: "b"}, entry{name: "c"}, entry{name: "d"}), want: new(*untar.LimitError), limit: untar.LimitEntries, wantMax: 3},
-		{name: "depth", data: archive(t, entry{name: "a/b/c", body: "x"}), want: new(*untar.LimitError), limit: untar.LimitDepth, wantMax: 2},
-		{name: "path bytes", data: archive(t, entry{name: "abcdefghijklmnopq", body: "x"}), want: new(*untar.LimitError), limit: untar.LimitPathBytes, wantMax: 16},
-		{name: "dotdot", data: archive(t, entry{name: "a/../b", body: "x"}), want: new(*untar.InvalidError)},
-		{name: "dotdot out", data: archive(t, entry{name: "a/../../b", body: "x"}), dotdot: true, want: new(*untar.InvalidError)},
-		{name: "absolute", data: archive(t, entry{name: "/b", body: "x"}), dotdot: true, want: new(*untar.InvalidError)},
-		{name: "escaping symlink", data: archive(t, entry{name: "l", link: "../x", typ: tar.TypeSymlink}), want: new(*untar.InvalidError)},
-		{name: "through a symlink", data: archive(t, entry{name: "l", link: ".", typ: tar.TypeSymlink}, entry{name: "l/x", body: "x"}), want: new(*untar.InvalidError)},
+		{name: "file bytes", data: archive(t, entry{Name: "a", Body: "123456"}), want: new(*untar.LimitError), limit: untar.LimitFileBytes, wantMax: 5},
+		{name: "total bytes", data: archive(t, entry{Name: "a", Body: "12345"}, entry{Name: "b", Body: "12345"}, entry{Name: "c", Body: "1"}), want: new(*untar.LimitError), limit: untar.LimitBytes, wantMax: 10},
+		{name: "entries", data: archive(t, entry{Name: "a"}, entry{Name: "b"}, entry{Name: "c"}, entry{Name: "d"}), want: new(*untar.LimitError), limit: untar.LimitEntries, wantMax: 3},
+		{name: "depth", data: archive(t, entry{Name: "a/b/c", Body: "x"}), want: new(*untar.LimitError), limit: untar.LimitDepth, wantMax: 2},
+		{name: "path bytes", data: archive(t, entry{Name: "abcdefghijklmnopq", Body: "x"}), want: new(*untar.LimitError), limit: untar.LimitPathBytes, wantMax: 16},
+		{name: "dotdot", data: archive(t, entry{Name: "a/../b", Body: "x"}), want: new(*untar.InvalidError)},
+		{name: "dotdot out", data: archive(t, entry{Name: "a/../../b", Body: "x"}), dotdot: true, want: new(*untar.InvalidError)},
+		{name: "absolute", data: archive(t, entry{Name: "/b", Body: "x"}), dotdot: true, want: new(*untar.InvalidError)},
+		{name: "escaping symlink", data: archive(t, entry{Name: "l", Link: "../x", Type: tar.TypeSymlink}), want: new(*untar.InvalidError)},
+		{name: "through a symlink", data: archive(t, entry{Name: "l", Link: ".", Type: tar.TypeSymlink}, entry{Name: "l/x", Body: "x"}), want: new(*untar.InvalidError)},
 		{name: "not a tar", data: []byte("this is not a tar archive, not even close to one......"), want: new(*untar.ReadError)},
 		{name: "truncated gzip", data: []byte{0x1f, 0x8b, 8}, want: new(*untar.ReadError)},
 	}
@@ -89,7 +68,7 @@ func TestExtractPathError(t *testing.T) {
 	if err := os.WriteFile(file, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err := untar.Extract(t.Context(), file, bytes.NewReader(archive(t, entry{name: "a", body: "x"})), untar.Options{})
+	_, err := untar.Extract(t.Context(), file, bytes.NewReader(archive(t, entry{Name: "a", Body: "x"})), untar.Options{})
 	var pe *untar.PathError
 	if !errors.As(err, &pe) || pe.Path != file {
 		t.Fatalf("err = %v (%T), want a *PathError on %s", err, err, file)
@@ -98,7 +77,7 @@ func TestExtractPathError(t *testing.T) {
 
 func TestExtractResolveDotDot(t *testing.T) {
 	dest := t.TempDir()
-	data := archive(t, entry{name: "./a/x/../b", body: "b"}, entry{name: "a/h", link: "a/x/../b", typ: tar.TypeLink})
+	data := archive(t, entry{Name: "./a/x/../b", Body: "b"}, entry{Name: "a/h", Link: "a/x/../b", Type: tar.TypeLink})
 	res, err := untar.Extract(t.Context(), dest, bytes.NewReader(data), untar.Options{ResolveDotDot: true, MaxListed: 1})
 	if err != nil {
 		t.Fatal(err)

@@ -1,5 +1,7 @@
-// Package tartest builds tar archives that archive/tar cannot write, for
-// tests of the upload extractor (unit tests and the reliability suite).
+// Package tartest builds tar archives for the tests of the one tar
+// extractor and its callers (untar, fsapi uploads, the agent installer, the
+// reliability suite): plain entries with Build, and the sparse ones
+// archive/tar cannot write with Sparse.
 package tartest
 
 import (
