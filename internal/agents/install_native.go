@@ -119,6 +119,11 @@ func (m *Manager) head(ctx context.Context, url string) (int, error) {
 }
 
 func (m *Manager) download(ctx context.Context, url string) ([]byte, error) {
+	return m.get(ctx, url, 1<<30)
+}
+
+// get reads the body of a 200 answer to GET url, at most limit bytes.
+func (m *Manager) get(ctx context.Context, url string, limit int64) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
@@ -131,5 +136,5 @@ func (m *Manager) download(ctx context.Context, url string) ([]byte, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
-	return io.ReadAll(io.LimitReader(resp.Body, 1<<30))
+	return io.ReadAll(io.LimitReader(resp.Body, limit))
 }

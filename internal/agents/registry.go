@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"runtime"
 	"strings"
@@ -55,20 +53,12 @@ func (m *Manager) registryURL() string {
 }
 
 func (m *Manager) fetchRegistry(ctx context.Context, url string) (*registryDoc, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	body, err := m.get(ctx, url, 16<<20)
 	if err != nil {
 		return nil, err
-	}
-	resp, err := m.httpClient().Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	var doc registryDoc
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&doc); err != nil {
+	if err := json.Unmarshal(body, &doc); err != nil {
 		return nil, fmt.Errorf("GET %s: invalid registry JSON: %w", url, err)
 	}
 	return &doc, nil
