@@ -121,8 +121,11 @@ func TestTerminalEndToEnd(t *testing.T) {
 	}
 	tm := e.dial(in.ID, "")
 
-	tm.send(`{"type":"input","data":"echo hi\n"}`)
-	tm.waitOutput("\r\nhi\r\n")                                               // after the echoed command line
+	// The quotes keep the echoed command line from matching: input typed
+	// before the shell starts is echoed ahead of its prompt, so neither the
+	// prompt nor a line break can be relied on before "hi".
+	tm.send(`{"type":"input","data":"echo h''i\n"}`)
+	tm.waitOutput("hi\r\n")
 	tm.send(`{"type":"input","data":"ZWNobyAkVEVSTQo=","encoding":"base64"}`) // echo $TERM
 	tm.waitOutput("xterm-256color\r\n")
 
