@@ -17,8 +17,9 @@ type daemonFlags struct {
 	host    string
 	port    int
 	dataDir string
-	timeout time.Duration
-	upgrade bool
+	timeout   time.Duration
+	upgrade   bool
+	tokenFile string
 }
 
 func (f *daemonFlags) options(g *globalFlags) (daemon.Options, error) {
@@ -70,6 +71,21 @@ func newDaemonCmd(g *globalFlags) *cobra.Command {
 		Short: "Manage the sandbox-agent background daemon",
 	}
 	start, sf := daemonSub(g, "start", "Start the server in the background and wait until it is healthy", func(cmd *cobra.Command, o daemon.Options, f *daemonFlags) error {
+		if f.tokenFile != "" {
+			if cmd.Flags().Changed("token") {
+				return &usageError{"--token and --token-file exclude each other"}
+			}
+			abs, err := filepath.Abs(f.tokenFile)
+			if err != nil {
+				return err
+			}
+			// Read here for the health check; the server reads the file
+			// itself, so the token is on no command line.
+			if o.Token, err = readTokenFile(abs); err != nil {
+				return err
+			}
+			o.TokenFile = abs
+		}
 		st, started, err := daemon.Start(cmd.Context(), o, f.upgrade)
 		if err != nil {
 			return err
@@ -82,6 +98,7 @@ func newDaemonCmd(g *globalFlags) *cobra.Command {
 		return nil
 	})
 	start.Flags().BoolVar(&sf.upgrade, "upgrade", false, "replace a running daemon that another version started")
+	start.Flags().StringVar(&sf.tokenFile, "token-file", "", "the server reads its bearer token from this file (trailing newline trimmed); excludes --token")
 	start.Flags().DurationVar(&sf.timeout, "timeout", daemon.DefaultStartTimeout, "how long to wait for the server to become healthy")
 
 	stop, _ := daemonSub(g, "stop", "Stop the background daemon", func(cmd *cobra.Command, o daemon.Options, _ *daemonFlags) error {

@@ -205,25 +205,51 @@ func TestDaemonStartFailuresLeaveNothing(t *testing.T) {
 	}
 }
 
+// TestDaemonWithToken: the daemon's server requires the token, which is on
+// no command line (neither the daemon's with --token-file nor the server's).
 func TestDaemonWithToken(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args func(t *testing.T) []string
+	}{
+		{"flag", func(*testing.T) []string { return []string{"--token", "s3cret"} }},
+		{"file", func(t *testing.T) []string {
+			f := filepath.Join(t.TempDir(), "token")
+			if err := os.WriteFile(f, []byte("s3cret\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return []string{"--token-file", f}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newDaemonEnv(t)
+			out, code := d.run(append([]string{"daemon", "start"}, tc.args(t)...)...)
+			if code != 0 {
+				t.Fatalf("start: %d %q", code, out)
+			}
+			if st := healthStatus(t, d.port, ""); st != http.StatusUnauthorized {
+				t.Fatalf("without token: %d", st)
+			}
+			if st := healthStatus(t, d.port, "s3cret"); st != 200 {
+				t.Fatalf("with token: %d", st)
+			}
+			pid := pidOf(t, out)
+			cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+			if err != nil || strings.Contains(string(cmdline), "s3cret") {
+				t.Fatalf("server command line %q (%v) shows the token", cmdline, err)
+			}
+			// SIGTERM is the stop path; the process must be gone, not a zombie.
+			if out, _ := d.run("daemon", "stop"); !strings.Contains(out, "daemon stopped") {
+				t.Fatalf("stop: %q", out)
+			}
+			if err := syscall.Kill(pid, 0); err == nil && alive(pid) {
+				t.Fatal("daemon alive after stop")
+			}
+		})
+	}
 	d := newDaemonEnv(t)
-	out, code := d.run("daemon", "start", "--token", "s3cret")
-	if code != 0 {
-		t.Fatalf("start: %d %q", code, out)
-	}
-	if st := healthStatus(t, d.port, ""); st != http.StatusUnauthorized {
-		t.Fatalf("without token: %d", st)
-	}
-	if st := healthStatus(t, d.port, "s3cret"); st != 200 {
-		t.Fatalf("with token: %d", st)
-	}
-	// SIGTERM is the stop path; the process must be gone, not a zombie.
-	pid := pidOf(t, out)
-	if out, _ := d.run("daemon", "stop"); !strings.Contains(out, "daemon stopped") {
-		t.Fatalf("stop: %q", out)
-	}
-	if err := syscall.Kill(pid, 0); err == nil && alive(pid) {
-		t.Fatal("daemon alive after stop")
+	if out, code := d.run("daemon", "start", "--token", "a", "--token-file", "/nonexistent"); code == 0 || !strings.Contains(out, "exclude each other") {
+		t.Fatalf("--token with --token-file: %d %q", code, out)
 	}
 }
 

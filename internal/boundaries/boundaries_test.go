@@ -56,7 +56,7 @@ func isTopInternal(path string) bool {
 // fakes, harnesses and conformance suites.
 func isTestSupport(path string) bool {
 	return strings.Contains(path+"/", "/internal/testutil/") ||
-		strings.HasSuffix(path, "/fakesandbox") || strings.HasSuffix(path, "/storetest")
+		strings.Contains(path+"/", "/fakesandbox/") || strings.HasSuffix(path, "/providertest") || strings.HasSuffix(path, "/storetest")
 }
 
 // isDevTool reports whether path is a program developers run and nobody

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -43,8 +44,13 @@ type Options struct {
 	Host    string
 	Port    int
 	// Token, when set, is required by the server and sent by the health
-	// check.
+	// check. It reaches the server through its environment
+	// (SANDBOX_AGENT_TOKEN), never its command line, unless TokenFile is
+	// set.
 	Token string
+	// TokenFile, when set, is passed to the server as --token-file (Token
+	// must hold its content, for the health check).
+	TokenFile string
 	// Executable is the sandbox-agent binary to run.
 	Executable string
 	// Version is recorded at start and compared by Status.
@@ -59,6 +65,12 @@ type Options struct {
 	// (default 10 s).
 	StopTimeout time.Duration
 }
+
+// The server's token variables (cmd/sandbox-agent server reads them).
+const (
+	tokenEnv     = "SANDBOX_AGENT_TOKEN"
+	tokenFileEnv = "SANDBOX_AGENT_TOKEN_FILE"
+)
 
 // Files are the daemon's paths.
 type Files struct {
@@ -174,12 +186,23 @@ func start(ctx context.Context, o Options) (State, bool, error) {
 	defer logf.Close()
 	logStart, _ := logf.Seek(0, io.SeekEnd)
 	args := []string{"server", "--host", o.Host, "--port", strconv.Itoa(o.Port)}
-	if o.Token != "" {
-		args = append(args, "--token", o.Token)
+	env := o.Env
+	if env == nil {
+		env = os.Environ()
+	}
+	// The server reads these; only the ones chosen here may apply.
+	env = slices.DeleteFunc(slices.Clone(env), func(kv string) bool {
+		return strings.HasPrefix(kv, tokenEnv+"=") || strings.HasPrefix(kv, tokenFileEnv+"=")
+	})
+	switch {
+	case o.TokenFile != "":
+		args = append(args, "--token-file", o.TokenFile)
+	case o.Token != "":
+		env = append(env, tokenEnv+"="+o.Token)
 	}
 	args = append(args, o.ServerArgs...)
 	cmd := exec.Command(o.Executable, args...)
-	cmd.Env = o.Env
+	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = "/"
 	// A session of its own: no controlling terminal, no SIGHUP or Ctrl-C

@@ -17,7 +17,9 @@
 //     /bin/sh -c in its own process group.
 //   - Files: WriteFile/ReadFile take absolute sandbox paths (relative ones
 //     are from HOME) and refuse, with ErrEscape, anything that would leave
-//     the sandbox directory, including through symlinks.
+//     the sandbox directory, including through symlinks. The host path a
+//     command sees as $HOME/x is accepted as the same file. PATH is the
+//     system's directories and $HOME/.local/bin only.
 //   - Ports: a server inside listens on 127.0.0.1 on a real free port that
 //     Port(logical) allocates (e.g. Port(2468)). Commands started after the
 //     allocation see it as $SANDBOX_PORT_2468; when the command comes from
@@ -35,7 +37,10 @@
 //     survives); Pause(ctx, Kill) kills them and Resume comes back empty
 //     (Daytona/Vercel stop, a cold boot). Destroy kills every group, waits,
 //     removes the directory; afterwards calls report ErrNotFound, which the
-//     fake maps to its vendor's 404.
+//     fake maps to its vendor's 404. On Linux, every process of the sandbox
+//     carries a marker in its environment, so daemons that left their
+//     command's process group with setsid (sandbox-agent daemon start) are
+//     frozen, killed and waited for too; Leftovers lists any still alive.
 //   - Vendor failures: wrap the fake's API handler in Faults.Wrap; FailNext
 //     queues 401/429 (with Retry-After)/5xx answers for the next requests,
 //     and Log lists every request for assertions.

@@ -4,6 +4,7 @@ package fakesandbox
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -435,5 +438,71 @@ func TestFaults(t *testing.T) {
 	log := fs.Log()
 	if len(log) != 5 || log[0].Path != "/sandboxes/0" || log[0].Status != 401 || log[4].Status != 0 {
 		t.Fatalf("log %+v", log)
+	}
+}
+
+func procState(pid int) byte {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return 0
+	}
+	return b[i+2]
+}
+
+// TestEscapedDaemonIsTracked: a process that left its command's group
+// (setsid, as `sandbox-agent daemon start` does) is still the sandbox's: it
+// is frozen by Pause, continued by Resume and killed by Destroy.
+func TestEscapedDaemonIsTracked(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("needs /proc")
+	}
+	ctx := testCtx(t)
+	sb := newSandbox(t, Options{})
+	r, err := sb.Run(ctx, Cmd{Command: "setsid sleep 60 </dev/null >/dev/null 2>&1 & echo $!"})
+	if err != nil || r.ExitCode != 0 {
+		t.Fatalf("%v %+v", err, r)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(r.Stdout)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(ctx, t, "setsid child", func() bool { return slices.Contains(sb.Leftovers(), pid) })
+	if err := sb.Pause(ctx, Freeze); err != nil {
+		t.Fatal(err)
+	}
+	eventually(ctx, t, "frozen", func() bool { return procState(pid) == 'T' })
+	if err := sb.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(ctx, t, "continued", func() bool { return procState(pid) != 'T' })
+	if err := sb.Destroy(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if left := sb.Leftovers(); len(left) != 0 || (procState(pid) != 0 && procState(pid) != 'Z') {
+		t.Fatalf("left behind: %v (state %c)", left, procState(pid))
+	}
+}
+
+// TestFilesByCommandPath: a path as commands print it ($HOME is a host
+// path) names the same file as the sandbox path.
+func TestFilesByCommandPath(t *testing.T) {
+	ctx := testCtx(t)
+	sb := newSandbox(t, Options{})
+	r, err := sb.Run(ctx, Cmd{Command: `printf %s "$HOME"`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.WriteFile(string(r.Stdout)+"/a.txt", []byte("hi"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := sb.ReadFile("/home/user/a.txt"); err != nil || string(b) != "hi" {
+		t.Fatalf("%q %v", b, err)
+	}
+	if err := sb.WriteFile(sb.Root()+"/../x", nil, 0o644); !errors.Is(err, ErrEscape) {
+		t.Fatalf("escape through the host prefix: %v", err)
 	}
 }

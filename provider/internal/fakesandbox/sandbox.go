@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -68,6 +69,11 @@ var (
 	ErrEscape     = errors.New("fakesandbox: path escapes the sandbox")
 )
 
+// markerEnv names the variable that marks a sandbox's processes.
+const markerEnv = "FAKESANDBOX_ID"
+
+var markerSeq atomic.Uint64
+
 // PortEnv is the prefix of the environment variables through which a
 // command learns the real loopback port behind a logical port: the real port
 // for logical port 2468 is in $SANDBOX_PORT_2468. Vendor fakes that cannot
@@ -82,6 +88,10 @@ type Sandbox struct {
 	ID   string
 	root string // host directory that is the sandbox's "/"
 	home string // sandbox path of HOME, e.g. /home/user
+
+	// marker is the environment entry every process of the sandbox
+	// inherits (see marked).
+	marker string
 
 	mu    sync.Mutex
 	state State
@@ -125,7 +135,13 @@ func New(dir string, o Options) (*Sandbox, error) {
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
 		return nil, fmt.Errorf("fakesandbox: %w", err)
 	}
-	s.env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + s.hostPath(s.home), "TMPDIR=" + tmp}
+	s.marker = markerEnv + "=" + strconv.FormatUint(markerSeq.Add(1), 10) + "-" + strconv.Itoa(os.Getpid()) + "-" + path.Base(root)
+	// Only the system's directories and the sandbox's own ~/.local/bin are on
+	// PATH, so a sandbox-agent installed on this machine (or in GOPATH/bin)
+	// never stands in for the one a provider installs. Options.Env may
+	// override it.
+	pathEnv := s.hostPath(s.home) + "/.local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	s.env = []string{"PATH=" + pathEnv, "HOME=" + s.hostPath(s.home), "TMPDIR=" + tmp, s.marker}
 	for k, v := range o.Env {
 		s.env = append(s.env, k+"="+v)
 	}
@@ -414,11 +430,54 @@ func (s *Sandbox) Pause(ctx context.Context, mode PauseMode) error {
 		procs = append(procs, p)
 		p.signal(sig)
 	}
+	s.signalMarked(sig)
 	s.mu.Unlock()
 	if mode == Kill {
-		return waitAll(ctx, procs)
+		return s.waitGone(ctx, procs)
 	}
 	return nil
+}
+
+// signalMarked signals every process of the sandbox, also those that left
+// their command's process group.
+func (s *Sandbox) signalMarked(sig syscall.Signal) {
+	for _, pid := range marked(s.marker) {
+		_ = syscall.Kill(pid, sig)
+		if sig == syscall.SIGKILL {
+			_ = syscall.Kill(pid, syscall.SIGCONT)
+		}
+	}
+}
+
+// Leftovers lists the live processes of the sandbox (Linux; elsewhere
+// none): after Destroy or a Kill-mode Pause it must be empty.
+func (s *Sandbox) Leftovers() []int { return marked(s.marker) }
+
+// waitGone waits for the commands and every marked process to exit. The
+// marked ones are not our children, so there is nothing to wait on but
+// /proc: it is polled with a growing interval, bounded by ctx.
+func (s *Sandbox) waitGone(ctx context.Context, procs []*Process) error {
+	if err := waitAll(ctx, procs); err != nil {
+		return err
+	}
+	d := time.Millisecond
+	for {
+		left := marked(s.marker)
+		if len(left) == 0 {
+			return nil
+		}
+		for _, pid := range left {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("fakesandbox: processes %v still alive: %w", left, ctx.Err())
+		}
+		d = min(2*d, 50*time.Millisecond)
+	}
 }
 
 // Resume wakes a Paused or Stopped sandbox: frozen processes continue; a
@@ -431,6 +490,7 @@ func (s *Sandbox) Resume() error {
 		for p := range s.procs {
 			p.signal(syscall.SIGCONT)
 		}
+		s.signalMarked(syscall.SIGCONT)
 	case Stopped:
 	case Running:
 		return nil
@@ -458,8 +518,9 @@ func (s *Sandbox) Destroy(ctx context.Context) error {
 		procs = append(procs, p)
 		p.kill()
 	}
+	s.signalMarked(syscall.SIGKILL)
 	s.mu.Unlock()
-	if err := waitAll(ctx, procs); err != nil {
+	if err := s.waitGone(ctx, procs); err != nil {
 		return err
 	}
 	if err := os.RemoveAll(s.root); err != nil {
@@ -480,8 +541,11 @@ func waitAll(ctx context.Context, procs []*Process) error {
 }
 
 // WriteFile writes a file at an absolute sandbox path, creating parent
-// directories, as vendors' file-upload APIs do. Paths that would leave the
-// sandbox, also through a symlink, are refused with ErrEscape.
+// directories, as vendors' file-upload APIs do. A path as the sandbox's
+// commands see it (under the host directory their $HOME names) is the same
+// file, so a provider may upload to "$HOME/..." as printed by a command.
+// Paths that would leave the sandbox, also through a symlink, are refused
+// with ErrEscape.
 func (s *Sandbox) WriteFile(p string, data []byte, perm fs.FileMode) error {
 	rel, r, err := s.open(p)
 	if err != nil {
@@ -522,6 +586,10 @@ func (s *Sandbox) open(p string) (string, *os.Root, error) {
 	}
 	if !path.IsAbs(p) {
 		p = path.Join(s.home, p)
+	} else if rest, ok := strings.CutPrefix(p, s.root+"/"); ok {
+		// A path as the sandbox's commands see it ($HOME is a host path):
+		// the same file.
+		p = "/" + rest
 	}
 	for _, el := range strings.Split(p, "/") {
 		if el == ".." {
