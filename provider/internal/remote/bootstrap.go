@@ -15,6 +15,7 @@ import (
 	"time"
 
 	sandboxagent "github.com/sandbox-agent-go/sandbox-agent"
+	"github.com/sandbox-agent-go/sandbox-agent/provider"
 )
 
 // Sandbox is what a vendor's client offers the bootstrap: a shell and a
@@ -47,22 +48,6 @@ func (e *ExecError) Error() string {
 	return fmt.Sprintf("%s failed in the sandbox (exit %d): %s", e.Step, e.ExitCode, strings.TrimSpace(e.Output))
 }
 
-// InstallMode chooses how sandbox-agent gets into the sandbox.
-type InstallMode int
-
-const (
-	// InstallAuto uses sandbox-agent if it is on the sandbox's PATH, else
-	// uploads Config.BinaryPath if set, else runs the release's install.sh.
-	InstallAuto InstallMode = iota
-	// InstallUpload always uploads Config.BinaryPath (even if one is on
-	// PATH: a development build replaces the template's).
-	InstallUpload
-	// InstallScript always runs the release's install.sh.
-	InstallScript
-	// InstallNone requires sandbox-agent on PATH (a prepared template).
-	InstallNone
-)
-
 // Where things live in a sandbox, relative to its $HOME. The token file
 // sits in a 0700 directory so it is never readable by another user, even
 // between its upload and the chmod.
@@ -85,20 +70,8 @@ type Config struct {
 	Port int
 	// Token the server requires. Empty starts it with --no-token.
 	Token string
-	// Install selects the installation mode (default InstallAuto).
-	Install InstallMode
-	// BinaryPath is a local sandbox-agent binary (linux, the sandbox's
-	// architecture) to upload.
-	BinaryPath string
-	// Version of the release install.sh installs; default
-	// sandboxagent.Version.
-	Version string
-	// ReleaseURL serves install.sh, checksums.txt and the archives;
-	// default DefaultReleaseURL(Version).
-	ReleaseURL string
-	// Agents are installed with `sandbox-agent install-agent` (default
-	// none).
-	Agents []string
+	// Install: how sandbox-agent and agents get in.
+	Install provider.Install
 	// StartTimeout bounds the server's start (daemon --timeout); default
 	// 30 s.
 	StartTimeout time.Duration
@@ -177,22 +150,22 @@ func Bootstrap(ctx context.Context, sb Sandbox, c Config) (Installed, error) {
 	var script strings.Builder
 	script.WriteString("set -e\numask 022\n")
 	switch {
-	case p.path != "" && (c.Install == InstallAuto || c.Install == InstallNone):
+	case p.path != "" && (c.Install.Mode == provider.InstallAuto || c.Install.Mode == provider.InstallNone):
 		in.How, in.Bin = "path", p.path
-	case c.Install == InstallNone:
+	case c.Install.Mode == provider.InstallNone:
 		return in, errors.New("sandbox-agent is not on the sandbox's PATH (install mode InstallNone: use a template that has it)")
-	case c.BinaryPath != "" && c.Install != InstallScript:
+	case c.Install.BinaryPath != "" && c.Install.Mode != provider.InstallScript:
 		in.How, in.Bin = "upload", p.home+"/"+binRel
-		if err := upload(ctx, sb, c.BinaryPath, p, &script); err != nil {
+		if err := upload(ctx, sb, c.Install.BinaryPath, p, &script); err != nil {
 			return in, err
 		}
-	case c.Install == InstallUpload:
-		return in, errors.New("install mode InstallUpload needs Config.BinaryPath")
+	case c.Install.Mode == provider.InstallUpload:
+		return in, errors.New("install mode InstallUpload needs Install.BinaryPath")
 	default:
 		in.How, in.Bin = "script", p.home+"/"+binRel
 		installScript(c, &script)
 	}
-	for _, a := range c.Agents {
+	for _, a := range c.Install.Agents {
 		fmt.Fprintf(&script, "%s install-agent %s\n", Quote(in.Bin), Quote(a))
 	}
 	res, err = sb.Exec(ctx, script.String())
@@ -261,11 +234,11 @@ func checkBinary(data []byte, p probe) error {
 }
 
 func installScript(c Config, script *strings.Builder) {
-	v := c.Version
+	v := c.Install.Version
 	if v == "" {
 		v = sandboxagent.Version
 	}
-	base := c.ReleaseURL
+	base := c.Install.ReleaseURL
 	if base == "" {
 		base = DefaultReleaseURL(v)
 	}
