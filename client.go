@@ -78,6 +78,9 @@ type attachment struct {
 // Client talks to one sandbox-agent server. Create it with Connect or
 // Start; it is safe for concurrent use. Close it when done.
 type Client struct {
+	// baseURL changes only when a provider's URL moved after EnsureServer
+	// (a quick tunnel or a route that changed on resume); read it with url.
+	urlMu   sync.RWMutex
 	baseURL string
 	token   string
 	headers http.Header
@@ -179,13 +182,27 @@ func connect(ctx context.Context, opts Options, at attachment) (*Client, error) 
 }
 
 // BaseURL returns the server's base URL.
-func (c *Client) BaseURL() string { return c.baseURL }
+func (c *Client) BaseURL() string { return c.url() }
+
+func (c *Client) url() string {
+	c.urlMu.RLock()
+	defer c.urlMu.RUnlock()
+	return c.baseURL
+}
+
+// setURL moves the client to a new base URL; connections opened from now on
+// use it.
+func (c *Client) setURL(u string) {
+	c.urlMu.Lock()
+	defer c.urlMu.Unlock()
+	c.baseURL = strings.TrimSuffix(u, "/")
+}
 
 // Store returns the client's SessionStore.
 func (c *Client) Store() SessionStore { return c.store }
 
 // InspectorURL returns the URL of the server's web inspector.
-func (c *Client) InspectorURL() string { return strings.TrimRight(c.baseURL, "/") + "/ui/" }
+func (c *Client) InspectorURL() string { return strings.TrimRight(c.url(), "/") + "/ui/" }
 
 // Close closes every ACP connection (each DELETE bounded by ctx and 2 s),
 // cancels pending permission requests and stops background work. The store
@@ -279,7 +296,7 @@ func (c *Client) do(ctx context.Context, r request) (*http.Response, error) {
 			return nil, err
 		}
 	}
-	u := c.baseURL + apiPrefix + r.path
+	u := c.url() + apiPrefix + r.path
 	if len(r.query) > 0 {
 		u += "?" + r.query.Encode()
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 )
@@ -82,9 +83,34 @@ func newHealthGate(c *Client, o HealthOptions) *healthGate {
 		return nil
 	}
 	if es, ok := c.provider.(ServerEnsurer); ok {
-		g.ensure = func(ctx context.Context) error { return es.EnsureServer(ctx, c.providerID) }
+		g.ensure = func(ctx context.Context) error {
+			if err := es.EnsureServer(ctx, c.providerID); err != nil {
+				return err
+			}
+			return c.refreshURL(ctx)
+		}
 	}
 	return g
+}
+
+// refreshURL asks the provider for the server's URL again after
+// EnsureServer: a sandbox that slept may come back behind another URL (a
+// new quick tunnel, a route that changed on resume). Upstream keeps the old
+// one and never reaches the restarted server.
+func (c *Client) refreshURL(ctx context.Context) error {
+	up, ok := c.provider.(URLProvider)
+	if !ok {
+		return nil
+	}
+	u, err := up.URL(ctx, c.providerID)
+	if err != nil {
+		return fmt.Errorf("sandboxagent: URL after EnsureServer: %w", err)
+	}
+	if u = strings.TrimSuffix(strings.TrimSpace(u), "/"); u != "" && u != c.url() {
+		c.log.Info("sandbox-agent moved after EnsureServer", "sandboxId", c.sandboxID, "from", c.url(), "to", u)
+		c.setURL(u)
+	}
+	return nil
 }
 
 // wait blocks until the server is healthy, starting a run of the gate if
@@ -108,7 +134,7 @@ func (g *healthGate) wait(ctx context.Context) error {
 	case <-ch:
 	case <-ctx.Done():
 		// The run goes on in the background for the other waiters.
-		return ctxWaitErr(fmt.Sprintf("sandbox-agent at %s to become healthy", g.c.baseURL), ctx.Err())
+		return ctxWaitErr(fmt.Sprintf("sandbox-agent at %s to become healthy", g.c.url()), ctx.Err())
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -150,7 +176,7 @@ func (g *healthGate) markUnhealthy(cause error) {
 		return
 	}
 	if g.healthy {
-		g.c.log.Warn("sandbox-agent unreachable; waiting for it to become healthy again", "baseUrl", g.c.baseURL, "cause", cause)
+		g.c.log.Warn("sandbox-agent unreachable; waiting for it to become healthy again", "baseUrl", g.c.url(), "cause", cause)
 	}
 	g.healthy = false
 	g.startLocked()
@@ -185,7 +211,7 @@ func (g *healthGate) run(ctx context.Context) error {
 		}
 		var apiErr *Error
 		if errors.As(err, &apiErr) && (apiErr.Status == http.StatusUnauthorized || apiErr.Status == http.StatusForbidden) {
-			return fmt.Errorf("%w at %s (HTTP %d; check the token): %w", ErrUnauthorized, g.c.baseURL, apiErr.Status, err)
+			return fmt.Errorf("%w at %s (HTTP %d; check the token): %w", ErrUnauthorized, g.c.url(), apiErr.Status, err)
 		}
 		if timedOut {
 			err = fmt.Errorf("health check timed out after %s: %w", g.opts.AttemptTimeout, err)
@@ -201,7 +227,7 @@ func (g *healthGate) run(ctx context.Context) error {
 		}
 		now := clk.Now()
 		if !now.Before(nextLog) {
-			g.c.log.Warn("sandbox-agent is not healthy; still waiting", "baseUrl", g.c.baseURL,
+			g.c.log.Warn("sandbox-agent is not healthy; still waiting", "baseUrl", g.c.url(),
 				"elapsed", now.Sub(start).Round(time.Millisecond), "err", lastErr)
 			nextLog = now.Add(healthLogEvery)
 		}
@@ -209,7 +235,7 @@ func (g *healthGate) run(ctx context.Context) error {
 		if !deadline.IsZero() {
 			if !now.Before(deadline) {
 				return fmt.Errorf("%w at %s after %s (%d attempts; last error: %w)",
-					ErrHealthTimeout, g.c.baseURL, g.opts.Timeout, attempts, lastErr)
+					ErrHealthTimeout, g.c.url(), g.opts.Timeout, attempts, lastErr)
 			}
 			if rem := deadline.Sub(now); rem < sleep {
 				sleep = rem

@@ -116,7 +116,7 @@ func (c *Client) newLive(agent string) (*liveConn, error) {
 		replay:  map[string]string{},
 	}
 	conn, err := acphttp.New(acphttp.Options{
-		BaseURL:        c.baseURL,
+		BaseURL:        c.url(),
 		ServerID:       "sdk-" + agent + "-" + uuid.NewString(),
 		Agent:          agent,
 		HTTPClient:     c.hc,

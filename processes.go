@@ -280,7 +280,7 @@ func (c *Client) ResizeProcessTerminal(ctx context.Context, id string, cols, row
 // ProcessTerminalURL returns the WebSocket URL of a process terminal; the
 // client token, if any, is added as access_token.
 func (c *Client) ProcessTerminalURL(id string) string {
-	u := c.baseURL + apiPrefix + procPath(id, "/terminal/ws")
+	u := c.url() + apiPrefix + procPath(id, "/terminal/ws")
 	switch {
 	case strings.HasPrefix(u, "https://"):
 		u = "wss://" + strings.TrimPrefix(u, "https://")

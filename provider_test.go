@@ -271,3 +271,65 @@ func TestSessionNewWithoutSessionIDIsAnError(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// movingProvider's server comes back at another address after
+// EnsureServer, as a sandbox behind a quick tunnel does.
+type movingProvider struct {
+	testProvider
+	next *apptest.Server
+}
+
+func (p *movingProvider) URL(context.Context, string) (string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.srv.URL, nil
+}
+
+func (p *movingProvider) EnsureServer(context.Context, string) error {
+	p.mu.Lock()
+	p.srv = p.next
+	p.mu.Unlock()
+	p.ensured <- struct{}{}
+	return nil
+}
+
+// TestURLRefreshedAfterEnsureServer: the client follows the provider's new
+// URL after EnsureServer, and the session is restored on the new server.
+func TestURLRefreshedAfterEnsureServer(t *testing.T) {
+	ctx := t.Context()
+	first, second := startTestServer(t), startTestServer(t)
+	p := &movingProvider{testProvider: testProvider{srv: first, ensured: make(chan struct{}, 1)}, next: second}
+	c, err := Start(ctx, p, StartOptions{Options: Options{Logger: slog.New(slog.DiscardHandler)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	s, err := c.CreateSession(ctx, CreateSessionRequest{ID: "mv", Agent: "mock", Cwd: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Prompt(ctx, "on the first server"); err != nil {
+		t.Fatal(err)
+	}
+	first.Kill()
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var res PromptResponse
+	for attempt := 1; ; attempt++ {
+		res, err = s.Prompt(pctx, "on the second")
+		if err == nil || attempt == 2 || !errors.Is(err, ErrConnectionLost) {
+			break
+		}
+	}
+	if err != nil || res.StopReason != "end_turn" {
+		t.Fatalf("prompt after the move: %+v %v", res, err)
+	}
+	if c.BaseURL() != second.URL {
+		t.Fatalf("base URL %s, want %s", c.BaseURL(), second.URL)
+	}
+	select {
+	case <-p.ensured:
+	default:
+		t.Fatal("EnsureServer was not called")
+	}
+}
