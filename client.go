@@ -329,6 +329,9 @@ func (c *Client) do(ctx context.Context, r request) (*http.Response, error) {
 		}
 		return nil, err
 	}
+	if !r.noGate && c.provider != nil && proxyGone(resp) {
+		c.gate.markUnhealthy(fmt.Errorf("the sandbox's port proxy answered %s", resp.Status))
+	}
 	if !r.noCheck && (resp.StatusCode < 200 || resp.StatusCode > 299) {
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
@@ -356,6 +359,20 @@ func (c *Client) doJSON(ctx context.Context, r request, out any) error {
 
 // isServerGone reports network errors that mean the server is not there
 // (refused, reset, unreachable) — the ones that re-arm the health gate.
+// proxyGone reports an answer that came from a vendor's port proxy in
+// front of a sandbox whose server is not there (E2B's 502 "port is not
+// open", a stopped Daytona or Vercel sandbox): the server itself answers
+// errors as problem+json. The health gate then runs, and EnsureServer with
+// it, as for a refused connection.
+func proxyGone(resp *http.Response) bool {
+	switch resp.StatusCode {
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		ct := resp.Header.Get("Content-Type")
+		return !strings.HasPrefix(ct, "application/problem+json")
+	}
+	return false
+}
+
 func isServerGone(err error) bool {
 	if err == nil {
 		return false

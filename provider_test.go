@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -326,6 +328,72 @@ func TestURLRefreshedAfterEnsureServer(t *testing.T) {
 	}
 	if c.BaseURL() != second.URL {
 		t.Fatalf("base URL %s, want %s", c.BaseURL(), second.URL)
+	}
+	select {
+	case <-p.ensured:
+	default:
+		t.Fatal("EnsureServer was not called")
+	}
+}
+
+// sleepyProxy stands for a vendor's port proxy: while asleep it answers
+// 502 JSON (not problem+json), else it forwards to the server.
+type sleepyProxy struct {
+	testProvider
+	mu     sync.Mutex
+	asleep bool
+	front  *httptest.Server
+}
+
+func (p *sleepyProxy) URL(context.Context, string) (string, error) { return p.front.URL, nil }
+
+func (p *sleepyProxy) EnsureServer(context.Context, string) error {
+	p.mu.Lock()
+	p.asleep = false
+	p.mu.Unlock()
+	p.ensured <- struct{}{}
+	return nil
+}
+
+// TestProxy502RearmsTheGate: a plain API call that meets the vendor's "port
+// is not open" 502 fails, and the next call waits for the gate, whose
+// EnsureServer wakes the sandbox. The server's own 502 problem+json does
+// not count (see proxyGone).
+func TestProxy502RearmsTheGate(t *testing.T) {
+	srv := startTestServer(t)
+	target, _ := url.Parse(srv.URL)
+	p := &sleepyProxy{testProvider: testProvider{ensured: make(chan struct{}, 1)}}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	p.front = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.mu.Lock()
+		asleep := p.asleep
+		p.mu.Unlock()
+		if asleep {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadGateway)
+			_, _ = io.WriteString(w, `{"message":"The sandbox is running but port is not open","code":502}`)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	defer p.front.Close()
+	ctx := t.Context()
+	c, err := Start(ctx, p, StartOptions{Options: Options{Logger: slog.New(slog.DiscardHandler)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	p.mu.Lock()
+	p.asleep = true
+	p.mu.Unlock()
+	var apiErr *Error
+	if _, err := c.ListAgents(ctx, AgentQuery{}); !errors.As(err, &apiErr) || apiErr.Status != http.StatusBadGateway {
+		t.Fatalf("call while asleep: %v", err)
+	}
+	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, err := c.ListAgents(lctx, AgentQuery{}); err != nil {
+		t.Fatalf("call after the gate: %v", err)
 	}
 	select {
 	case <-p.ensured:
