@@ -155,9 +155,10 @@ func TestBootstrapModes(t *testing.T) {
 		onPath  bool // a sandbox-agent on the sandbox's PATH
 		release bool // a release server for install.sh
 		noToken bool
+		agents  []string
 		how     string
 	}{
-		{name: "upload", upload: true, how: "upload"},
+		{name: "upload", upload: true, agents: []string{"mock"}, how: "upload"},
 		{name: "upload without token", upload: true, noToken: true, how: "upload"},
 		{name: "on PATH wins in auto", upload: true, onPath: true, how: "path"},
 		{name: "forced upload over PATH", mode: provider.InstallUpload, upload: true, onPath: true, how: "upload"},
@@ -180,6 +181,7 @@ func TestBootstrapModes(t *testing.T) {
 			if tc.upload {
 				c.Install.BinaryPath = bin
 			}
+			c.Install.Agents = tc.agents
 			if tc.release {
 				c.Install.Version = "9.8.7"
 				c.Install.ReleaseURL = release(t, "9.8.7", false).URL
@@ -210,6 +212,11 @@ func TestBootstrapModes(t *testing.T) {
 				}
 				if fi, err := os.Stat(s.sb.HostPath("/home/user/.local/bin/sandbox-agent")); err != nil || fi.Mode().Perm()&0o111 == 0 {
 					t.Fatalf("not executable: %v %v", fi, err)
+				}
+			}
+			for _, a := range tc.agents {
+				if _, err := s.sb.ReadFile("/home/user/.local/share/sandbox-agent/bin/agent_processes/" + a + "-acp"); err != nil {
+					t.Fatalf("agent %s not installed: %v", a, err)
 				}
 			}
 			if tc.noToken {
