@@ -331,7 +331,7 @@ func goError(w http.ResponseWriter, r *http.Request, status int, message string)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]any{"statusCode": status, "message": message,
-		"code": strings.ToUpper(strings.ReplaceAll(http.StatusText(status), " ", "_")),
+		"code":      strings.ToUpper(strings.ReplaceAll(http.StatusText(status), " ", "_")),
 		"timestamp": time.Now().UTC().Format(time.RFC3339), "path": r.URL.Path, "method": r.Method})
 }
 
