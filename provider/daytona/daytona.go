@@ -234,7 +234,7 @@ func (p *Provider) Create(ctx context.Context) (string, error) {
 }
 
 func (p *Provider) bootstrap(ctx context.Context, sb sandbox, token string) error {
-	sb, err := p.waitStarted(ctx, sb.ID)
+	sb, err := p.ensureStarted(ctx, sb.ID)
 	if err != nil {
 		return err
 	}
@@ -252,30 +252,6 @@ func (p *Provider) bootstrap(ctx context.Context, sb sandbox, token string) erro
 	p.mu.Unlock()
 	p.o.Logger.Debug("daytona sandbox ready", "sandboxId", sb.ID, "install", in.How)
 	return nil
-}
-
-// waitStarted polls the sandbox until it is "started", bounded by ctx and
-// CreateTimeout; "error" and "build_failed" end the wait with the
-// sandbox's errorReason.
-func (p *Provider) waitStarted(ctx context.Context, id string) (sandbox, error) {
-	ctx, cancel := context.WithTimeout(ctx, p.o.CreateTimeout)
-	defer cancel()
-	var pl poll
-	for {
-		sb, err := p.cp.get(ctx, id)
-		if err != nil {
-			return sb, err
-		}
-		switch sb.State {
-		case stateStarted:
-			return sb, nil
-		case stateError, stateBuildFailed:
-			return sb, fmt.Errorf("daytona: sandbox %s is in state %s: %s", id, sb.State, sb.ErrorReason)
-		}
-		if err := pl.wait(ctx); err != nil {
-			return sb, fmt.Errorf("daytona: sandbox %s did not start (state %s): %w", id, sb.State, err)
-		}
-	}
 }
 
 // Destroy deletes the sandbox, retrying while Daytona reports a state
@@ -312,32 +288,6 @@ func (p *Provider) forget(id string) {
 // Kill deletes the sandbox: Daytona has nothing harder than a delete.
 func (p *Provider) Kill(ctx context.Context, id string) error { return p.Destroy(ctx, id) }
 
-// Pause stops the sandbox (POST /stop) and waits until it is "stopped".
-// Daytona keeps its filesystem but not its processes; EnsureServer (or
-// Start with its id) starts it and the server again. Daytona's /pause
-// exists only for some sandbox classes, so it is not used.
-func (p *Provider) Pause(ctx context.Context, id string) error {
-	ctx, cancel := context.WithTimeout(ctx, p.o.CreateTimeout)
-	defer cancel()
-	if err := p.cp.lifecycle(ctx, id, "stop sandbox", "stop"); err != nil && !isStatus(err, http.StatusConflict) {
-		return err
-	}
-	p.previews.forget(id)
-	var pl poll
-	for {
-		sb, err := p.cp.get(ctx, id)
-		if err != nil {
-			return err
-		}
-		if sb.State == stateStopped {
-			return nil
-		}
-		if err := pl.wait(ctx); err != nil {
-			return fmt.Errorf("daytona: sandbox %s did not stop (state %s): %w", id, sb.State, err)
-		}
-	}
-}
-
 // Reconnect checks the sandbox still exists (404 →
 // *sandboxagent.SandboxDestroyedError); Start then calls EnsureServer.
 func (p *Provider) Reconnect(ctx context.Context, id string) error {
@@ -370,36 +320,6 @@ func (p *Provider) EnsureServer(ctx context.Context, id string) error {
 		}
 	}
 	return remote.StartServer(ctx, tb, p.config(token))
-}
-
-// ensureStarted brings the sandbox to "started", bounded by CreateTimeout.
-func (p *Provider) ensureStarted(ctx context.Context, id string) (sandbox, error) {
-	ctx, cancel := context.WithTimeout(ctx, p.o.CreateTimeout)
-	defer cancel()
-	var pl poll
-	for {
-		sb, err := p.cp.get(ctx, id)
-		if err != nil {
-			return sb, err
-		}
-		switch sb.State {
-		case stateStarted:
-			return sb, nil
-		case stateError, stateBuildFailed:
-			return sb, fmt.Errorf("daytona: sandbox %s is in state %s: %s", id, sb.State, sb.ErrorReason)
-		case stateStopped, stateArchived, statePaused:
-			p.o.Logger.Info("daytona: starting the sandbox", "sandboxId", id, "state", sb.State)
-			// 409: another transition got there first; keep polling.
-			if err := p.cp.lifecycle(ctx, id, "start sandbox", "start"); err != nil && !isStatus(err, http.StatusConflict) {
-				return sb, err
-			}
-			p.previews.forget(id)
-		}
-		// A transition (starting, stopping, archiving, …): wait for it.
-		if err := pl.wait(ctx); err != nil {
-			return sb, fmt.Errorf("daytona: sandbox %s did not start (state %s): %w", id, sb.State, err)
-		}
-	}
 }
 
 func (p *Provider) toolbox(ctx context.Context, id string) (*toolbox, error) {

@@ -27,7 +27,7 @@ func TestToolbox(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sb, err = p.waitStarted(t.Context(), sb.ID); err != nil {
+	if sb, err = p.ensureStarted(t.Context(), sb.ID); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = p.Destroy(t.Context(), sb.ID) })
