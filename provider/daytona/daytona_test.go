@@ -406,3 +406,25 @@ func TestNoGoroutineLeak(t *testing.T) {
 	}()
 	goleak.VerifyNone(t, ignore)
 }
+
+// A boot slower than CreateTimeout fails Create, and the sandbox is
+// deleted although Daytona answers 409 until its boot has settled.
+func TestCreateTimeout(t *testing.T) {
+	f := daytonafake.New(t, daytonafake.Options{BootSteps: 8})
+	_, err := newProvider(t, f, func(o *daytona.Options) { o.CreateTimeout = 300 * time.Millisecond }).Create(t.Context())
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "did not become started") {
+		t.Fatalf("Create: %v", err)
+	}
+	deletes := count(f, http.MethodDelete, "")
+	if deletes < 2 || len(f.Creates()) != 1 {
+		t.Fatalf("%d DELETEs (want a 409 then success), %d creates", deletes, len(f.Creates()))
+	}
+	for _, r := range f.Faults.Log() {
+		if r.Method == http.MethodDelete {
+			if st := f.State(strings.TrimPrefix(r.Path, "/api/sandbox/")); st != "destroying" {
+				t.Fatalf("state after Create failed: %q", st)
+			}
+			return
+		}
+	}
+}
