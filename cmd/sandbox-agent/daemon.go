@@ -14,9 +14,9 @@ import (
 )
 
 type daemonFlags struct {
-	host    string
-	port    int
-	dataDir string
+	host      string
+	port      int
+	dataDir   string
 	timeout   time.Duration
 	upgrade   bool
 	tokenFile string

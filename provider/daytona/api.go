@@ -156,27 +156,3 @@ func decodeError(_ int, body []byte) (code, message string) {
 	}
 	return code, message
 }
-
-// poll is the vendor SDK's schedule for waiting on a state: 100 ms,
-// growing ×1.1 after the first second, at most 1 s apart.
-type poll struct {
-	n     int
-	delay time.Duration
-}
-
-func (p *poll) wait(ctx context.Context) error {
-	p.n++
-	if p.delay == 0 {
-		p.delay = 100 * time.Millisecond
-	} else if p.n > 10 {
-		p.delay = min(time.Second, p.delay*11/10)
-	}
-	t := time.NewTimer(p.delay)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}

@@ -261,7 +261,7 @@ func (p *Provider) Destroy(ctx context.Context, id string) error {
 	ctx, cancel := context.WithTimeout(ctx, p.o.DeleteTimeout)
 	defer cancel()
 	defer p.forget(id)
-	var pl poll
+	var pl remote.Poll
 	for {
 		err := p.cp.delete(ctx, id)
 		var de *sandboxagent.SandboxDestroyedError
@@ -271,7 +271,7 @@ func (p *Provider) Destroy(ctx context.Context, id string) error {
 		case !isStatus(err, http.StatusConflict):
 			return err
 		}
-		if werr := pl.wait(ctx); werr != nil {
+		if werr := pl.Wait(ctx); werr != nil {
 			return errors.Join(err, fmt.Errorf("daytona: delete sandbox %s: %w", id, werr))
 		}
 	}
