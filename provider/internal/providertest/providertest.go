@@ -123,7 +123,6 @@ func sleepRestore(t *testing.T, name string, f Fixture) {
 	t.Cleanup(func() { _ = p.Destroy(context.Background(), raw) })
 	requireToken(t, p, c, raw)
 	s := sessiontest.Remembered(t, c, "nap")
-	agentSID := s.AgentSessionID()
 	starts := f.ServerStarts(raw)
 	f.Sleep(t, raw)
 
@@ -148,9 +147,9 @@ func sleepRestore(t *testing.T, name string, f Fixture) {
 		if n := f.ServerStarts(raw); n <= starts {
 			t.Fatalf("server starts %d → %d: EnsureServer did not start it again", starts, n)
 		}
-		if s.AgentSessionID() == agentSID {
-			t.Fatal("the agent session survived a cold boot?")
-		}
+		// The agent session id cannot tell a cold boot apart (a fresh mock
+		// agent numbers its sessions from mock-session-1 again): the
+		// replayed history below is the evidence of the restore.
 		prompt := lastPrompt(t, c, "nap")
 		if len(prompt) != 2 || !strings.HasPrefix(prompt[0], sandboxagent.ReplayPrefix) ||
 			!strings.Contains(prompt[0], "remember me") || prompt[1] != "are you awake?" {
