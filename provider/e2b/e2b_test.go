@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -212,8 +213,8 @@ func TestServerStartHasNoDeadline(t *testing.T) {
 			}
 			continue
 		}
-		if v := e.Header.Get("Connect-Timeout-Ms"); v == "" || v > "60000" && len(v) >= 5 {
-			t.Fatalf("command %q: Connect-Timeout-Ms %q, want ≤ 60000", e.Command, v)
+		if ms, err := strconv.Atoi(e.Header.Get("Connect-Timeout-Ms")); err != nil || ms <= 0 || ms > 60000 {
+			t.Fatalf("command %q: Connect-Timeout-Ms %q, want (0, 60000]", e.Command, e.Header.Get("Connect-Timeout-Ms"))
 		}
 		if e.Header.Get("X-Access-Token") == "" {
 			t.Fatalf("command %q without X-Access-Token", e.Command)

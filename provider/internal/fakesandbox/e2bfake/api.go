@@ -89,7 +89,7 @@ func (f *Fake) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := randomID(10)
-	sb, err := fakesandbox.New(f.t.TempDir(), fakesandbox.Options{ID: id, Env: req.EnvVars, Creating: true})
+	sb, err := fakesandbox.New(f.dir, fakesandbox.Options{ID: id, Env: req.EnvVars, Creating: true})
 	if err != nil {
 		apiError(w, http.StatusInternalServerError, err.Error())
 		return

@@ -7,9 +7,12 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,12 +52,13 @@ type Fake struct {
 	// request log.
 	Faults fakesandbox.Faults
 
-	t      *testing.T
-	o      Options
-	srv    *httptest.Server
-	client *http.Client
-	proxy  *fakesandbox.Proxy
-	api    http.Handler
+	dir       string // the sandboxes' directories
+	o         Options
+	srv       *httptest.Server
+	transport *http.Transport
+	client    *http.Client
+	proxy     *fakesandbox.Proxy
+	api       http.Handler
 
 	mu      sync.Mutex
 	boxes   map[string]*box
@@ -86,22 +90,39 @@ type Exec struct {
 	Done <-chan struct{}
 }
 
-// New starts a fake, closed at the end of the test (its sandboxes
-// destroyed first).
-func New(t *testing.T, o Options) *Fake {
+// New starts a fake that is closed at the end of the test.
+func New(t testing.TB, o Options) *Fake {
 	t.Helper()
+	f, err := Start(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := f.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return f
+}
+
+// Start starts a fake; Close stops it. (New is the form for tests.)
+func Start(o Options) (*Fake, error) {
 	if o.APIKey == "" {
 		o.APIKey = DefaultAPIKey
 	}
 	if o.Domain == "" {
 		o.Domain = DefaultDomain
 	}
-	f := &Fake{Domain: o.Domain, APIURL: "http://api." + o.Domain, t: t, o: o, boxes: map[string]*box{}}
+	dir, err := os.MkdirTemp("", "e2bfake-")
+	if err != nil {
+		return nil, fmt.Errorf("e2bfake: %w", err)
+	}
+	f := &Fake{Domain: o.Domain, APIURL: "http://api." + o.Domain, dir: dir, o: o, boxes: map[string]*box{}}
 	f.api = f.Faults.Wrap(f.apiMux())
 	f.proxy = &fakesandbox.Proxy{Route: f.route, Unavailable: f.unavailable}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	addr := f.srv.Listener.Addr().String()
-	tr := &http.Transport{
+	f.transport = &http.Transport{
 		// Every host of the domain is this listener, as E2B's edge is.
 		DialContext: func(ctx context.Context, network, a string) (net.Conn, error) {
 			host, _, _ := net.SplitHostPort(a)
@@ -112,30 +133,36 @@ func New(t *testing.T, o Options) *Fake {
 			return d.DialContext(ctx, "tcp", addr)
 		},
 	}
-	f.client = &http.Client{Transport: tr}
-	t.Cleanup(func() {
-		f.mu.Lock()
-		boxes := make([]*box, 0, len(f.boxes))
-		for _, b := range f.boxes {
-			boxes = append(boxes, b)
+	f.client = &http.Client{Transport: f.transport}
+	return f, nil
+}
+
+// Close destroys every sandbox (waiting for their processes) and stops
+// the fake.
+func (f *Fake) Close() error {
+	f.mu.Lock()
+	boxes := make([]*box, 0, len(f.boxes))
+	for _, b := range f.boxes {
+		boxes = append(boxes, b)
+	}
+	if f.hold != nil {
+		close(f.hold)
+		f.hold = nil
+	}
+	f.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var errs []error
+	for _, b := range boxes {
+		if err := b.sb.Destroy(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("e2bfake: destroy %s: %w", b.sb.ID, err))
 		}
-		if f.hold != nil {
-			close(f.hold)
-			f.hold = nil
-		}
-		f.mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		for _, b := range boxes {
-			if err := b.sb.Destroy(ctx); err != nil {
-				t.Errorf("e2bfake: destroy %s: %v", b.sb.ID, err)
-			}
-		}
-		f.srv.CloseClientConnections()
-		f.srv.Close()
-		tr.CloseIdleConnections()
-	})
-	return f
+	}
+	f.srv.CloseClientConnections()
+	f.srv.Close()
+	f.transport.CloseIdleConnections()
+	errs = append(errs, os.RemoveAll(f.dir))
+	return errors.Join(errs...)
 }
 
 // APIKey is the key the control API accepts.
