@@ -147,9 +147,6 @@ func sleepRestore(t *testing.T, name string, f Fixture) {
 		if n := f.ServerStarts(raw); n <= starts {
 			t.Fatalf("server starts %d → %d: EnsureServer did not start it again", starts, n)
 		}
-		// The agent session id cannot tell a cold boot apart (a fresh mock
-		// agent numbers its sessions from mock-session-1 again): the
-		// replayed history below is the evidence of the restore.
 		prompt := lastPrompt(t, c, "nap")
 		if len(prompt) != 2 || !strings.HasPrefix(prompt[0], sandboxagent.ReplayPrefix) ||
 			!strings.Contains(prompt[0], "remember me") || prompt[1] != "are you awake?" {
