@@ -198,7 +198,8 @@ func (p *Provider) envd(info sandboxInfo) *envd {
 				r.Header.Set(trafficHeader, traffic)
 			}
 		}}
-	return &envd{api: api, commandTimeout: p.o.CommandTimeout, unbounded: func(s string) bool { return p.startScripts[s] }}
+	return &envd{api: api, commandTimeout: p.o.CommandTimeout, unbounded: func(s string) bool { return p.startScripts[s] },
+		user: legacyUser(info.EnvdVersion)}
 }
 
 func (p *Provider) sandboxURL(info sandboxInfo, id string, port int) string {

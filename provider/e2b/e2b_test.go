@@ -316,6 +316,21 @@ func TestPauseDestroyKill(t *testing.T) {
 	}
 }
 
+// TestOldEnvd: an envd before 0.4.0 has no default user; the provider
+// names it (as E2B's SDKs do) and the bootstrap works.
+func TestOldEnvd(t *testing.T) {
+	f := e2bfake.New(t, e2bfake.Options{OldEnvd: true})
+	p := newProvider(t, f, nil)
+	id, err := p.Create(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Destroy(context.Background(), id)
+	if f.ServerStarts(id) != 1 {
+		t.Fatal("no server")
+	}
+}
+
 // TestKillOnTimeout: without autoPause the timeout deletes the sandbox.
 func TestKillOnTimeout(t *testing.T) {
 	f := e2bfake.New(t, e2bfake.Options{})

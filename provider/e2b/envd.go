@@ -3,6 +3,7 @@ package e2b
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"net/url"
 	"path"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sandbox-agent-go/sandbox-agent/provider/internal/remote"
@@ -26,6 +28,39 @@ type envd struct {
 	// process, of every command except those unbounded reports true for.
 	commandTimeout time.Duration
 	unbounded      func(script string) bool
+	// user is sent for envd older than 0.4.0, which has no default user.
+	user string
+}
+
+// defaultUserSince is the envd version that runs as the template's user
+// when none is named (E2B's SDKs: ENVD_DEFAULT_USER).
+const defaultUserSince = "0.4.0"
+
+// legacyUser is the user to name for an envd of the version, "" when it
+// needs none (new or unknown: the SDKs assume new).
+func legacyUser(envdVersion string) string {
+	if envdVersion != "" && versionLess(envdVersion, defaultUserSince) {
+		return "user"
+	}
+	return ""
+}
+
+// versionLess compares dotted numeric versions ("0.3.12" < "0.4.0").
+func versionLess(a, b string) bool {
+	as, bs := strings.Split(strings.TrimPrefix(a, "v"), "."), strings.Split(b, ".")
+	for i := range max(len(as), len(bs)) {
+		var x, y int
+		if i < len(as) {
+			x, _ = strconv.Atoi(as[i])
+		}
+		if i < len(bs) {
+			y, _ = strconv.Atoi(bs[i])
+		}
+		if x != y {
+			return x < y
+		}
+	}
+	return false
 }
 
 var _ remote.Sandbox = (*envd)(nil)
@@ -78,6 +113,9 @@ func (e *envd) Exec(ctx context.Context, script string) (remote.ExecResult, erro
 		"Connect-Protocol-Version": {"1"},
 		// envd's keepalive keeps idle proxies from cutting a quiet command.
 		"Keepalive-Ping-Interval": {"50"},
+	}
+	if e.user != "" {
+		h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(e.user+":")))
 	}
 	// envd kills the process at Connect-Timeout-Ms, whatever the request
 	// does; without it the process has no deadline and closing the stream
@@ -164,7 +202,11 @@ func (e *envd) WriteFile(ctx context.Context, p string, data []byte) error {
 	var written []struct {
 		Path string `json:"path"`
 	}
+	q := url.Values{"path": {p}}
+	if e.user != "" {
+		q.Set("username", e.user)
+	}
 	_, err = e.api.JSON(ctx, remote.Request{Op: "upload " + p, Method: http.MethodPost, Path: "/files",
-		Query: url.Values{"path": {p}}, Body: body.Bytes(), ContentType: mw.FormDataContentType()}, &written)
+		Query: q, Body: body.Bytes(), ContentType: mw.FormDataContentType()}, &written)
 	return err
 }

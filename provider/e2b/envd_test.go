@@ -57,3 +57,12 @@ func TestExecStream(t *testing.T) {
 		})
 	}
 }
+
+// TestLegacyUser: envd before 0.4.0 has no default user, so one is named.
+func TestLegacyUser(t *testing.T) {
+	for v, want := range map[string]string{"": "", "0.3.9": "user", "0.1.4": "user", "0.4.0": "", "0.5.7": "", "1.0": "", "0.10.0": ""} {
+		if got := legacyUser(v); got != want {
+			t.Errorf("legacyUser(%q) = %q, want %q", v, got, want)
+		}
+	}
+}

@@ -53,8 +53,15 @@ func (f *Fake) withBox(h func(http.ResponseWriter, *http.Request, *box)) http.Ha
 
 // sandboxJSON is E2B's Sandbox object.
 func (f *Fake) sandboxJSON(b *box) map[string]any {
-	return map[string]any{"sandboxID": b.sb.ID, "templateID": b.template, "clientID": "fake", "envdVersion": "0.2.4",
+	return map[string]any{"sandboxID": b.sb.ID, "templateID": b.template, "clientID": "fake", "envdVersion": f.envdVersion(),
 		"envdAccessToken": b.envdToken, "trafficAccessToken": b.trafficToken, "domain": f.Domain}
+}
+
+func (f *Fake) envdVersion() string {
+	if f.o.OldEnvd {
+		return "0.3.9"
+	}
+	return "0.5.7"
 }
 
 func (f *Fake) create(w http.ResponseWriter, r *http.Request) {

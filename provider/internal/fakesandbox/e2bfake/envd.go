@@ -34,6 +34,10 @@ func (f *Fake) envd(w http.ResponseWriter, r *http.Request, id string, b *box) {
 		writeJSON(w, http.StatusUnauthorized, map[string]any{"code": 401, "message": "unauthorized access, please provide a valid access token"})
 		return
 	}
+	if f.o.OldEnvd && !namesUser(r) {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"code": 400, "message": "envd " + f.envdVersion() + " has no default user: name one"})
+		return
+	}
 	switch {
 	case r.Method == http.MethodPost && r.URL.Path == "/process.Process/Start":
 		f.start(w, r, b)
@@ -44,6 +48,16 @@ func (f *Fake) envd(w http.ResponseWriter, r *http.Request, id string, b *box) {
 	default:
 		writeJSON(w, http.StatusNotFound, map[string]any{"code": 404, "message": "not found: " + r.URL.Path})
 	}
+}
+
+// namesUser: the request names a user, as old envd requires (the query's
+// username for /files, Basic auth for RPCs).
+func namesUser(r *http.Request) bool {
+	if u := r.URL.Query().Get("username"); u == "user" || u == "root" {
+		return true
+	}
+	u, _, ok := r.BasicAuth()
+	return ok && (u == "user" || u == "root")
 }
 
 type startRequest struct {

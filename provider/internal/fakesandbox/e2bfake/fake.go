@@ -40,6 +40,10 @@ type Options struct {
 	// boot. By default a pause keeps a memory snapshot (processes frozen
 	// and continued on resume), unless the pause request says memory:false.
 	PauseLosesMemory bool
+	// OldEnvd makes the sandboxes' envd version 0.3.9 (else 0.5.7): before
+	// 0.4.0 envd has no default user, so /files needs ?username= and
+	// commands an Authorization: Basic naming the user.
+	OldEnvd bool
 }
 
 // Fake is one fake E2B. Its fields are read-only.
