@@ -8,10 +8,14 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"time"
 
 	sandboxagent "github.com/sandbox-agent-go/sandbox-agent"
 	"github.com/sandbox-agent-go/sandbox-agent/provider/internal/remote"
 )
+
+// cleanupTimeout bounds the delete of a sandbox whose bootstrap failed.
+const cleanupTimeout = 30 * time.Second
 
 // Provider is the E2B provider. Safe for concurrent use.
 type Provider struct {
@@ -82,7 +86,12 @@ func (p *Provider) Create(ctx context.Context) (string, error) {
 	log.DebugContext(ctx, "sandbox created", "template", p.o.Template, "timeout", p.o.Timeout)
 	in, err := remote.Bootstrap(ctx, p.envd(info), p.config(token))
 	if err != nil {
-		if derr := p.Destroy(context.WithoutCancel(ctx), id); derr != nil {
+		// The caller's context may be what ended the bootstrap; the delete
+		// gets its own bounded one so the sandbox does not live on.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		derr := p.Destroy(dctx, id)
+		cancel()
+		if derr != nil {
 			err = errors.Join(err, fmt.Errorf("delete the failed sandbox %s: %w", id, derr))
 		}
 		return "", fmt.Errorf("e2b: sandbox %s: %w", id, err)

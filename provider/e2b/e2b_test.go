@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -328,6 +329,41 @@ func TestOldEnvd(t *testing.T) {
 	defer p.Destroy(context.Background(), id)
 	if f.ServerStarts(id) != 1 {
 		t.Fatal("no server")
+	}
+}
+
+// TestFailedBootstrapDeletes: a sandbox whose installation fails is
+// deleted, not left running until its timeout.
+func TestFailedBootstrapDeletes(t *testing.T) {
+	notELF := filepath.Join(t.TempDir(), "sandbox-agent")
+	if err := os.WriteFile(notELF, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		install provider.Install
+		want    string
+	}{
+		{"not ELF", provider.Install{BinaryPath: notELF}, "not a Linux (ELF) executable"},
+		{"not on PATH", provider.Install{Mode: provider.InstallNone}, "not on the sandbox's PATH"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := e2bfake.New(t, e2bfake.Options{})
+			p := newProvider(t, f, func(o *e2b.Options) { o.Install = tc.install })
+			_, err := p.Create(t.Context())
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Create: %v, want %q", err, tc.want)
+			}
+			var deleted []string
+			for _, r := range f.Faults.Log() {
+				if r.Method == http.MethodDelete {
+					deleted = append(deleted, strings.TrimPrefix(r.Path, "/sandboxes/"))
+				}
+			}
+			if len(deleted) != 1 || f.Sandbox(deleted[0]).State() != fakesandbox.Deleted {
+				t.Fatalf("deleted %v", deleted)
+			}
+		})
 	}
 }
 
