@@ -450,3 +450,27 @@ func get(t *testing.T, c *http.Client, u string, header ...string) (int, string)
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
 }
+
+// TestDefaultURLs: E2B's host scheme, from Options.Domain or $E2B_DOMAIN.
+func TestDefaultURLs(t *testing.T) {
+	for _, tc := range []struct {
+		name, envDomain, domain string
+		port                    int
+		want                    string
+	}{
+		{"default", "", "", 0, "https://3000-abc123.e2b.app"},
+		{"env", "e2b.example", "", 0, "https://3000-abc123.e2b.example"},
+		{"option wins", "e2b.example", "eu.e2b.dev", 8080, "https://8080-abc123.eu.e2b.dev"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv(e2b.EnvDomain, tc.envDomain)
+			p, err := e2b.New(e2b.Options{APIKey: "e2b_x", Domain: tc.domain, Port: tc.port})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if u, err := p.URL(t.Context(), "abc123"); err != nil || u != tc.want {
+				t.Fatalf("URL %q %v, want %q", u, err, tc.want)
+			}
+		})
+	}
+}
