@@ -474,3 +474,20 @@ func TestDefaultURLs(t *testing.T) {
 		})
 	}
 }
+
+// TestEnvironmentDefaults: the key and API URL come from E2B's variables.
+func TestEnvironmentDefaults(t *testing.T) {
+	f := e2bfake.New(t, e2bfake.Options{})
+	t.Setenv(e2b.EnvAPIKey, f.APIKey())
+	t.Setenv(e2b.EnvAPIURL, f.APIURL)
+	p, err := e2b.New(e2b.Options{HTTPClient: f.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Reconnect(t.Context(), "nosuch"); !errors.As(err, new(*sandboxagent.SandboxDestroyedError)) {
+		t.Fatalf("Reconnect: %v", err)
+	}
+	if log := f.Faults.Log(); len(log) != 1 || log[0].Path != "/sandboxes/nosuch/connect" || log[0].Header.Get("X-API-Key") != f.APIKey() {
+		t.Fatalf("requests %+v", log)
+	}
+}
