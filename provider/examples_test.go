@@ -49,6 +49,8 @@ func TestProvidersExample(t *testing.T) {
 			false, []string{"sandbox: daytona/", "Mock reply: hello from daytona", "stop reason: end_turn"}},
 		{"daytona without a key", []string{"SANDBOX_PROVIDER=daytona", "DAYTONA_API_KEY="},
 			true, []string{"daytona needs credentials: set DAYTONA_API_KEY"}},
+		{"e2b without a key", []string{"SANDBOX_PROVIDER=e2b", "E2B_API_KEY="},
+			true, []string{"e2b needs credentials: set E2B_API_KEY"}},
 		{"unknown", []string{"SANDBOX_PROVIDER=nope"}, true, []string{`unknown SANDBOX_PROVIDER "nope"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -25,6 +25,7 @@ import (
 	"github.com/sandbox-agent-go/sandbox-agent/provider"
 	"github.com/sandbox-agent-go/sandbox-agent/provider/daytona"
 	"github.com/sandbox-agent-go/sandbox-agent/provider/docker"
+	"github.com/sandbox-agent-go/sandbox-agent/provider/e2b"
 	"github.com/sandbox-agent-go/sandbox-agent/provider/local"
 )
 
@@ -36,10 +37,12 @@ func newProvider(name string) (sandboxagent.SandboxProvider, error) {
 		return local.New(local.Options{}), nil
 	case "docker":
 		return docker.New(docker.Options{Image: os.Getenv("SANDBOX_IMAGE")})
+	case "e2b":
+		return e2b.New(e2b.Options{Install: install})
 	case "daytona":
 		return daytona.New(daytona.Options{Install: install})
 	default:
-		return nil, fmt.Errorf("unknown SANDBOX_PROVIDER %q (local, docker, daytona)", name)
+		return nil, fmt.Errorf("unknown SANDBOX_PROVIDER %q (local, docker, e2b, daytona)", name)
 	}
 }
 
