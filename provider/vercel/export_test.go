@@ -1,0 +1,10 @@
+package vercel
+
+import "time"
+
+// SetPollInterval shortens the wait for a stopping session in tests.
+func SetPollInterval(d time.Duration) (restore func()) {
+	old := pollInterval
+	pollInterval = d
+	return func() { pollInterval = old }
+}
