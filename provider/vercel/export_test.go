@@ -8,3 +8,6 @@ func SetPollInterval(d time.Duration) (restore func()) {
 	pollInterval = d
 	return func() { pollInterval = old }
 }
+
+// SetUploadLevel sets the gzip level of uploads.
+func SetUploadLevel(level int) { uploadLevel = level }
