@@ -124,7 +124,7 @@ func (f *Fake) create(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusConflict, "conflict", "A sandbox named "+b.Name+" already exists")
 		return
 	}
-	box, err := fakesandbox.New(f.t.TempDir(), fakesandbox.Options{ID: b.Name, Home: Home, Env: b.Env})
+	box, err := fakesandbox.New(f.dir, fakesandbox.Options{ID: b.Name, Home: Home, Env: b.Env})
 	if err == nil {
 		err = mkdirAll(box, Cwd)
 	}

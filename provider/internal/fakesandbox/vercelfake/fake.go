@@ -24,6 +24,7 @@ package vercelfake
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -71,7 +72,7 @@ type Fake struct {
 	// Faults fails the next API requests and logs every one.
 	Faults *fakesandbox.Faults
 
-	t     testing.TB
+	dir   string // sandboxes' directories go here
 	o     Options
 	api   *httptest.Server
 	proxy *httptest.Server
@@ -111,6 +112,18 @@ type session struct {
 // New starts a fake; it is shut down, with every sandbox destroyed, when
 // the test ends.
 func New(t testing.TB, o Options) *Fake {
+	f := Start(t.TempDir(), o)
+	t.Cleanup(func() {
+		if err := f.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return f
+}
+
+// Start starts a fake whose sandboxes live under dir, for code without a
+// *testing.T (examples); Close shuts it down.
+func Start(dir string, o Options) *Fake {
 	if o.Token == "" {
 		o.Token = DefaultToken
 	}
@@ -120,15 +133,16 @@ func New(t testing.TB, o Options) *Fake {
 	if o.ProjectID == "" {
 		o.ProjectID = DefaultProjectID
 	}
-	f := &Fake{t: t, o: o, Faults: &fakesandbox.Faults{}, sandboxes: map[string]*sandbox{}, all: map[string]*sandbox{}, sessions: map[string]*session{}}
+	f := &Fake{dir: dir, o: o, Faults: &fakesandbox.Faults{}, sandboxes: map[string]*sandbox{}, all: map[string]*sandbox{}, sessions: map[string]*session{}}
 	f.api = httptest.NewServer(f.Faults.Wrap(f.auth(f.routes())))
 	f.proxy = httptest.NewServer(&fakesandbox.Proxy{Route: f.route, Unavailable: unavailable})
 	f.APIURL, f.ProxyURL = f.api.URL, f.proxy.URL
-	t.Cleanup(f.close)
 	return f
 }
 
-func (f *Fake) close() {
+// Close destroys every sandbox (killing its processes) and stops the
+// servers.
+func (f *Fake) Close() error {
 	f.mu.Lock()
 	var boxes []*fakesandbox.Sandbox
 	for _, sb := range f.all {
@@ -142,13 +156,15 @@ func (f *Fake) close() {
 	defer cancel()
 	// Processes first: a command still running holds its handler, which
 	// Close would wait for.
+	var errs []error
 	for _, b := range boxes {
 		if err := b.Destroy(ctx); err != nil {
-			f.t.Errorf("vercelfake: destroy %s: %v", b.ID, err)
+			errs = append(errs, fmt.Errorf("vercelfake: destroy %s: %w", b.ID, err))
 		}
 	}
 	f.api.Close()
 	f.proxy.Close()
+	return errors.Join(errs...)
 }
 
 // Token, TeamID and ProjectID are the credentials the fake accepts.
