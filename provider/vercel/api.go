@@ -42,10 +42,6 @@ type (
 		Routes  []routeJSON `json:"routes"`
 		Resumed bool        `json:"resumed"`
 	}
-	sessionAndRoutes struct {
-		Session sessionJSON `json:"session"`
-		Routes  []routeJSON `json:"routes"`
-	}
 )
 
 // Vendor error codes the provider acts on (sandbox.ts error predicates).
@@ -168,12 +164,6 @@ func (c *client) get(ctx context.Context, name string, resume bool) (sandboxAndS
 		q.Set("resume", "true")
 	}
 	_, err := c.api.JSON(ctx, remote.Request{Op: "get sandbox " + name, Method: http.MethodGet, Path: c.sandboxPath(name), Query: c.query(q)}, &out)
-	return out, err
-}
-
-func (c *client) getSession(ctx context.Context, sid string) (sessionAndRoutes, error) {
-	var out sessionAndRoutes
-	_, err := c.api.JSON(ctx, remote.Request{Op: "get session " + sid, Method: http.MethodGet, Path: "/v2/sandboxes/sessions/" + url.PathEscape(sid), Query: c.query(nil)}, &out)
 	return out, err
 }
 

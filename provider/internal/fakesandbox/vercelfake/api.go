@@ -30,7 +30,6 @@ func (f *Fake) routes() http.Handler {
 	mux.HandleFunc("POST /v2/sandboxes", f.create)
 	mux.HandleFunc("GET /v2/sandboxes/{name}", f.get)
 	mux.HandleFunc("DELETE /v2/sandboxes/{name}", f.delete)
-	mux.HandleFunc("GET /v2/sandboxes/sessions/{sid}", f.session(f.getSession))
 	mux.HandleFunc("POST /v2/sandboxes/sessions/{sid}/cmd", f.session(f.running(f.cmd)))
 	mux.HandleFunc("POST /v2/sandboxes/sessions/{sid}/fs/write", f.session(f.running(f.write)))
 	mux.HandleFunc("POST /v2/sandboxes/sessions/{sid}/stop", f.session(f.stopSession))
@@ -297,13 +296,6 @@ func (f *Fake) running(h sessionHandler) sessionHandler {
 			apiError(w, http.StatusGone, "sandbox_stopped", "Sandbox is stopped")
 		}
 	}
-}
-
-func (f *Fake) getSession(w http.ResponseWriter, _ *http.Request, s *session) {
-	f.mu.Lock()
-	payload := map[string]any{"session": sessionPayload(s), "routes": routesPayload(s.sb)}
-	f.mu.Unlock()
-	writeJSON(w, http.StatusOK, payload)
 }
 
 func (f *Fake) stopSession(w http.ResponseWriter, _ *http.Request, s *session) {

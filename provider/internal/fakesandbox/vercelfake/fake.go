@@ -6,7 +6,7 @@
 // fakesandbox sandboxes running real processes.
 //
 // It serves only what provider/vercel calls: create (POST /v2/sandboxes
-// and /v3/sandboxes), get with ?resume=true, delete, get session, and the
+// and /v3/sandboxes), get with ?resume=true, delete, and the
 // session's cmd (NDJSON with wait:true), fs/write (a gzipped tar),
 // stop and extend-timeout. Every request needs the Bearer token and
 // ?teamId=; errors are {"error":{"code","message"}} with the vendor's
