@@ -136,18 +136,33 @@ func (p *Provider) Destroy(ctx context.Context, name string) error {
 	return nil
 }
 
+// look reads the sandbox without resuming it.
+func (p *Provider) look(ctx context.Context, name string) (sandboxAndSession, error) {
+	return p.fetch(ctx, name, false)
+}
+
+// fetch reads the sandbox (resuming it if asked) and remembers its
+// session; a 404 is a *sandboxagent.SandboxDestroyedError.
+func (p *Provider) fetch(ctx context.Context, name string, resume bool) (sandboxAndSession, error) {
+	s, err := p.c.get(ctx, name, resume)
+	if isNotFound(err) {
+		return s, p.destroyed(name, err)
+	}
+	if err != nil {
+		return s, err
+	}
+	p.remember(name, s)
+	return s, nil
+}
+
 // Pause stops the sandbox's session (POST …/sessions/{id}/stop): the
 // persistent filesystem is kept and its processes end; Reconnect or
 // EnsureServer resumes it in a new session and starts the server again.
 func (p *Provider) Pause(ctx context.Context, name string) error {
-	s, err := p.c.get(ctx, name, false)
-	if isNotFound(err) {
-		return p.destroyed(name, err)
-	}
+	s, err := p.look(ctx, name)
 	if err != nil {
 		return err
 	}
-	p.remember(name, s)
 	if s.Session.Status != statusRunning {
 		return nil
 	}
@@ -195,21 +210,14 @@ func (p *Provider) EnsureServer(ctx context.Context, name string) error {
 // Options.StoppingWait) for a session that is stopping or snapshotting to
 // finish first, as the SDK does.
 func (p *Provider) resume(ctx context.Context, name string) (sandboxAndSession, error) {
-	s, err := p.c.get(ctx, name, true)
+	s, err := p.fetch(ctx, name, true)
 	if isStopping(err) || err == nil && (s.Session.Status == statusStopping || s.Session.Status == statusSnapshotting) {
 		if err := p.waitStopped(ctx, name); err != nil {
 			return s, err
 		}
-		s, err = p.c.get(ctx, name, true)
+		s, err = p.fetch(ctx, name, true)
 	}
-	if isNotFound(err) {
-		return s, p.destroyed(name, err)
-	}
-	if err != nil {
-		return s, err
-	}
-	p.remember(name, s)
-	return s, nil
+	return s, err
 }
 
 // pollInterval is how often waitStopped looks (the SDK's 500 ms).
@@ -243,14 +251,10 @@ func (p *Provider) waitStopped(ctx context.Context, name string) error {
 // of the port's route. It reads the routes again (cheap), as they may
 // change when a sandbox resumes.
 func (p *Provider) URL(ctx context.Context, name string) (string, error) {
-	s, err := p.c.get(ctx, name, false)
-	if isNotFound(err) {
-		return "", p.destroyed(name, err)
-	}
+	s, err := p.look(ctx, name)
 	if err != nil {
 		return "", err
 	}
-	p.remember(name, s)
 	for _, r := range s.Routes {
 		if r.Port != p.o.Port {
 			continue
@@ -269,14 +273,10 @@ func (p *Provider) DefaultCwd(ctx context.Context, name string) (string, error) 
 	if c, ok := p.cached(name); ok && c.cwd != "" {
 		return c.cwd, nil
 	}
-	s, err := p.c.get(ctx, name, false)
-	if isNotFound(err) {
-		return "", p.destroyed(name, err)
-	}
+	s, err := p.look(ctx, name)
 	if err != nil {
 		return "", err
 	}
-	p.remember(name, s)
 	if s.Session.Cwd != "" {
 		return s.Session.Cwd, nil
 	}

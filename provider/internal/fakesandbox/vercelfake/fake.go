@@ -229,19 +229,25 @@ func (f *Fake) lookup(name string) (*sandbox, error) {
 // is stopped, its processes are killed, its port stops answering.
 func (f *Fake) Expire(t testing.TB, name string) {
 	t.Helper()
+	f.stopCurrent(t, name, "stopped")
+}
+
+// stopCurrent stops the sandbox's current session, failing t.
+func (f *Fake) stopCurrent(t testing.TB, name, status string) *session {
+	t.Helper()
 	f.mu.Lock()
-	sb, ok := f.sandboxes[name]
 	var s *session
-	if ok {
+	if sb, ok := f.sandboxes[name]; ok {
 		s = sb.cur
 	}
 	f.mu.Unlock()
 	if s == nil {
-		t.Fatalf("vercelfake: Expire: no sandbox %q", name)
+		t.Fatalf("vercelfake: no sandbox %q", name)
 	}
-	if err := f.stop(s, "stopped"); err != nil {
-		t.Fatalf("vercelfake: Expire %s: %v", name, err)
+	if err := f.stop(s, status); err != nil {
+		t.Fatalf("vercelfake: stop %s: %v", name, err)
 	}
+	return s
 }
 
 // HoldStopping puts the sandbox's session in "stopping" (its processes
@@ -250,19 +256,7 @@ func (f *Fake) Expire(t testing.TB, name string) {
 // session.
 func (f *Fake) HoldStopping(t testing.TB, name string) (release func()) {
 	t.Helper()
-	f.mu.Lock()
-	sb, ok := f.sandboxes[name]
-	var s *session
-	if ok {
-		s = sb.cur
-	}
-	f.mu.Unlock()
-	if s == nil {
-		t.Fatalf("vercelfake: HoldStopping: no sandbox %q", name)
-	}
-	if err := f.stop(s, "stopping"); err != nil {
-		t.Fatalf("vercelfake: HoldStopping %s: %v", name, err)
-	}
+	s := f.stopCurrent(t, name, "stopping")
 	return func() {
 		f.mu.Lock()
 		defer f.mu.Unlock()
