@@ -123,6 +123,9 @@ func sleepRestore(t *testing.T, name string, f Fixture) {
 	t.Cleanup(func() { _ = p.Destroy(context.Background(), raw) })
 	requireToken(t, p, c, raw)
 	s := sessiontest.Remembered(t, c, "nap")
+	// The connection, not the agent's session id: a restarted mock agent
+	// numbers its sessions from 1 again, so the id may well repeat.
+	connID := s.Record().LastConnectionID
 	starts := f.ServerStarts(raw)
 	f.Sleep(t, raw)
 
@@ -146,6 +149,9 @@ func sleepRestore(t *testing.T, name string, f Fixture) {
 	if f.SleepLosesServer {
 		if n := f.ServerStarts(raw); n <= starts {
 			t.Fatalf("server starts %d → %d: EnsureServer did not start it again", starts, n)
+		}
+		if s.Record().LastConnectionID == connID {
+			t.Fatal("the session is still bound to its connection from before the cold boot?")
 		}
 		prompt := lastPrompt(t, c, "nap")
 		if len(prompt) != 2 || !strings.HasPrefix(prompt[0], sandboxagent.ReplayPrefix) ||

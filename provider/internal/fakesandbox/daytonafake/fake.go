@@ -125,13 +125,16 @@ func Start(o Options) (*Fake, error) {
 	f.apiRoutes(mux)
 	f.toolboxRoutes(mux)
 	api := f.Faults.Wrap(mux)
-	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	// Unstarted, so that f.srv is set before the serving goroutine exists:
+	// handlers read f.srv.URL (toolboxURL).
+	f.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if f.isPreview(r.Host) {
 			f.servePreview(w, r)
 			return
 		}
 		api.ServeHTTP(w, r)
 	}))
+	f.srv.Start()
 	f.APIURL = f.srv.URL + "/api"
 	addr := f.srv.Listener.Addr().String()
 	f.tr = http.DefaultTransport.(*http.Transport).Clone()
