@@ -51,6 +51,8 @@ func TestProvidersExample(t *testing.T) {
 			true, []string{"daytona needs credentials: set DAYTONA_API_KEY"}},
 		{"e2b without a key", []string{"SANDBOX_PROVIDER=e2b", "E2B_API_KEY="},
 			true, []string{"e2b needs credentials: set E2B_API_KEY"}},
+		{"vercel without a token", []string{"SANDBOX_PROVIDER=vercel", "VERCEL_TOKEN=", "VERCEL_OIDC_TOKEN="},
+			true, []string{"vercel needs credentials: set VERCEL_TOKEN or VERCEL_OIDC_TOKEN"}},
 		{"unknown", []string{"SANDBOX_PROVIDER=nope"}, true, []string{`unknown SANDBOX_PROVIDER "nope"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

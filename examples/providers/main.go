@@ -27,6 +27,7 @@ import (
 	"github.com/sandbox-agent-go/sandbox-agent/provider/docker"
 	"github.com/sandbox-agent-go/sandbox-agent/provider/e2b"
 	"github.com/sandbox-agent-go/sandbox-agent/provider/local"
+	"github.com/sandbox-agent-go/sandbox-agent/provider/vercel"
 )
 
 // newProvider builds the provider called name from the environment.
@@ -41,8 +42,10 @@ func newProvider(name string) (sandboxagent.SandboxProvider, error) {
 		return e2b.New(e2b.Options{Install: install})
 	case "daytona":
 		return daytona.New(daytona.Options{Install: install})
+	case "vercel":
+		return vercel.New(vercel.Options{Install: install})
 	default:
-		return nil, fmt.Errorf("unknown SANDBOX_PROVIDER %q (local, docker, e2b, daytona)", name)
+		return nil, fmt.Errorf("unknown SANDBOX_PROVIDER %q (local, docker, e2b, daytona, vercel)", name)
 	}
 }
 
