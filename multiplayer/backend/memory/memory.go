@@ -560,3 +560,14 @@ func (b bus) Subscribe(actorID string, fn func([]byte)) (func(), error) {
 		}
 	}, nil
 }
+
+// State returns the last saved state of an actor (nil when none), so that
+// tests see what is durable.
+func (w *World) State(actorID string) []byte {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if a, ok := w.actors[actorID]; ok && a.hasState {
+		return slices.Clone(a.state)
+	}
+	return nil
+}
