@@ -1,0 +1,339 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/base64"
+)
+
+// The JSON-compat value layer over JSON text (see doc.go for the rules).
+
+const (
+	tagBigInt      = "$BigInt"
+	tagUint8Array  = "$Uint8Array"
+	tagArrayBuffer = "$ArrayBuffer"
+	tagUndefined   = "$Undefined"
+	tagSet         = "$Set"
+)
+
+// reviveJSONValue converts the JSON-compat value at src[i] (src already
+// json.Valid) to canonical JSON appended to dst. undef reports a revived
+// undefined, for which nothing was appended: the caller drops the object
+// member or writes null in an array.
+func reviveJSONValue(dst, src []byte, i int) (_ []byte, next int, undef bool, err error) {
+	i = skipWS(src, i)
+	if i >= len(src) {
+		return dst, i, false, malformed("truncated JSON")
+	}
+	switch src[i] {
+	case '{':
+		dst = append(dst, '{')
+		i = skipWS(src, i+1)
+		n := 0
+		if i < len(src) && src[i] == '}' {
+			return append(dst, '}'), i + 1, false, nil
+		}
+		for i < len(src) {
+			mark := len(dst)
+			if n > 0 {
+				dst = append(dst, ',')
+			}
+			i = skipWS(src, i)
+			j, _ := skipString(src, i)
+			dst = append(dst, src[i:j]...)
+			dst = append(dst, ':')
+			i = skipWS(src, j)
+			i++ // ':'
+			var u bool
+			dst, i, u, err = reviveJSONValue(dst, src, i)
+			if err != nil {
+				return dst, i, false, err
+			}
+			if u {
+				dst = dst[:mark] // an undefined member is no member
+			} else {
+				n++
+			}
+			i = skipWS(src, i)
+			if i < len(src) && src[i] == ',' {
+				i++
+				continue
+			}
+			break
+		}
+		return append(dst, '}'), i + 1, false, nil
+	case '[':
+		if tag, val, end, ok := compatPair(src, i); ok {
+			dst, undef, err = reviveJSONTagged(dst, src, tag, val)
+			return dst, end, undef, err
+		}
+		dst, i, err = reviveJSONArray(dst, src, i)
+		return dst, i, false, err
+	default:
+		j := skipValue(src, i)
+		dst = append(dst, src[i:j]...)
+		return dst, j, false, nil
+	}
+}
+
+// reviveJSONArray revives a plain array starting at src[i] == '['.
+func reviveJSONArray(dst, src []byte, i int) (_ []byte, next int, err error) {
+	dst = append(dst, '[')
+	i = skipWS(src, i+1)
+	if i < len(src) && src[i] == ']' {
+		return append(dst, ']'), i + 1, nil
+	}
+	for n := 0; i < len(src); n++ {
+		if n > 0 {
+			dst = append(dst, ',')
+		}
+		var u bool
+		dst, i, u, err = reviveJSONValue(dst, src, i)
+		if err != nil {
+			return dst, i, err
+		}
+		if u {
+			dst = append(dst, "null"...)
+		}
+		i = skipWS(src, i)
+		if i < len(src) && src[i] == ',' {
+			i++
+			continue
+		}
+		break
+	}
+	return append(dst, ']'), i + 1, nil
+}
+
+// compatPair reports whether the array at src[i] == '[' is a two-element
+// array whose first element is a string starting with '$'. tag is that
+// string's token (quotes included), val the index of the second element and
+// end the index after the array.
+func compatPair(src []byte, i int) (tag []byte, val, end int, ok bool) {
+	i = skipWS(src, i+1)
+	if i >= len(src) || src[i] != '"' {
+		return nil, 0, 0, false
+	}
+	j, esc := skipString(src, i)
+	if !stringStartsWithDollar(src[i:j], esc) {
+		return nil, 0, 0, false
+	}
+	tag = src[i:j]
+	k := skipWS(src, j)
+	if k >= len(src) || src[k] != ',' {
+		return nil, 0, 0, false
+	}
+	val = skipWS(src, k+1)
+	k = skipWS(src, skipValue(src, val))
+	if k >= len(src) || src[k] != ']' {
+		return nil, 0, 0, false
+	}
+	return tag, val, k + 1, true
+}
+
+// reviveJSONTagged revives a ["$tag", value] pair, tag being the string token.
+func reviveJSONTagged(dst, src, tagTok []byte, val int) (_ []byte, undef bool, err error) {
+	tag, ok := unquoteJSON(tagTok)
+	if !ok {
+		return dst, false, malformed("bad JSON string")
+	}
+	switch string(tag) {
+	case tagBigInt:
+		s, ok := jsonStringAt(src, val)
+		if !ok {
+			return dst, false, badValue("%s value is not a string", tagBigInt)
+		}
+		dst, ok = appendBigIntDigits(dst, s)
+		if !ok {
+			return dst, false, badValue("%s value %q is not an integer", tagBigInt, s)
+		}
+		return dst, false, nil
+	case tagUint8Array, tagArrayBuffer:
+		s, ok := jsonStringAt(src, val)
+		if !ok {
+			return dst, false, badValue("%s value is not a string", tag)
+		}
+		dst, ok = appendCanonicalBase64(dst, s)
+		if !ok {
+			return dst, false, badValue("%s value is not base64", tag)
+		}
+		return dst, false, nil
+	case tagUndefined:
+		return dst, true, nil
+	case tagSet:
+		if val >= len(src) || src[val] != '[' {
+			return dst, false, badValue("%s value is not an array", tagSet)
+		}
+		dst, _, err = reviveJSONArray(dst, src, val)
+		return dst, false, err
+	}
+	if len(tag) < 2 || tag[1] != '$' {
+		return dst, false, badValue("unknown JSON-compat tag %q", tag)
+	}
+	// An escaped user array ["$$x", v] is the user's ["$x", v].
+	dst = append(dst, '[')
+	dst = appendJSONString(dst, tag[1:])
+	dst = append(dst, ',')
+	var u bool
+	dst, _, u, err = reviveJSONValue(dst, src, val)
+	if u {
+		dst = append(dst, "null"...)
+	}
+	return append(dst, ']'), false, err
+}
+
+// jsonStringAt decodes the JSON string at src[i], if it is one.
+func jsonStringAt(src []byte, i int) ([]byte, bool) {
+	if i >= len(src) || src[i] != '"' {
+		return nil, false
+	}
+	j, _ := skipString(src, i)
+	return unquoteJSON(src[i:j])
+}
+
+// appendBigIntDigits appends the decimal integer s (as bigint.toString()
+// writes it: an optional '-' then digits) as a JSON number with leading zeros
+// removed.
+func appendBigIntDigits(dst, s []byte) ([]byte, bool) {
+	neg := len(s) > 0 && s[0] == '-'
+	if neg {
+		s = s[1:]
+	}
+	if len(s) == 0 {
+		return dst, false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return dst, false
+		}
+	}
+	for len(s) > 1 && s[0] == '0' {
+		s = s[1:]
+	}
+	if neg && !(len(s) == 1 && s[0] == '0') {
+		dst = append(dst, '-')
+	}
+	return append(dst, s...), true
+}
+
+// appendCanonicalBase64 appends the bytes in base64 text s as the JSON string
+// Go's encoding/json writes for a []byte (standard alphabet, padded). The
+// client writes exactly that; unpadded input is tolerated as Node's decoder
+// tolerates it.
+func appendCanonicalBase64(dst, s []byte) ([]byte, bool) {
+	enc := base64.StdEncoding
+	if len(s)%4 != 0 {
+		enc = base64.RawStdEncoding
+	}
+	var stack [256]byte
+	buf := stack[:0]
+	buf, err := enc.AppendDecode(buf, s)
+	if err != nil {
+		return dst, false
+	}
+	dst = append(dst, '"')
+	dst = base64.StdEncoding.AppendEncode(dst, buf)
+	return append(dst, '"'), true
+}
+
+// needsJSONEscape is the hot-path check for outgoing JSON: canonical JSON
+// without a '$' (or an escape that could spell one) and without a run of 16+
+// digits has nothing for the compat layer to rewrite.
+func needsJSONEscape(src []byte) bool {
+	if bytes.IndexByte(src, '$') >= 0 || bytes.Contains(src, []byte(`\u00`)) {
+		return true
+	}
+	run := 0
+	for _, c := range src {
+		if c >= '0' && c <= '9' {
+			run++
+			if run >= maxSafeDigits {
+				return true
+			}
+		} else {
+			run = 0
+		}
+	}
+	return false
+}
+
+// appendCompatJSON appends canonical JSON src (already valid) in the client's
+// JSON-compat form: user ["$x", v] pairs escaped as ["$$x", v], integers
+// beyond ±(2^53−1) as ["$BigInt", "digits"].
+func appendCompatJSON(dst, src []byte) []byte {
+	if !needsJSONEscape(src) {
+		return append(dst, bytes.TrimSpace(src)...)
+	}
+	dst, _ = escapeJSONValue(dst, src, 0)
+	return dst
+}
+
+func escapeJSONValue(dst, src []byte, i int) ([]byte, int) {
+	i = skipWS(src, i)
+	if i >= len(src) {
+		return dst, i
+	}
+	switch c := src[i]; {
+	case c == '{':
+		dst = append(dst, '{')
+		i = skipWS(src, i+1)
+		if i < len(src) && src[i] == '}' {
+			return append(dst, '}'), i + 1
+		}
+		for n := 0; i < len(src); n++ {
+			if n > 0 {
+				dst = append(dst, ',')
+			}
+			i = skipWS(src, i)
+			j, _ := skipString(src, i)
+			dst = append(dst, src[i:j]...)
+			dst = append(dst, ':')
+			i = skipWS(src, j) + 1
+			dst, i = escapeJSONValue(dst, src, i)
+			i = skipWS(src, i)
+			if i < len(src) && src[i] == ',' {
+				i++
+				continue
+			}
+			break
+		}
+		return append(dst, '}'), i + 1
+	case c == '[':
+		if tag, val, end, ok := compatPair(src, i); ok {
+			dst = append(dst, '[', '"', '$')
+			dst = append(dst, tag[1:]...) // the rest of the token, closing quote included
+			dst = append(dst, ',')
+			dst, _ = escapeJSONValue(dst, src, val)
+			return append(dst, ']'), end
+		}
+		dst = append(dst, '[')
+		i = skipWS(src, i+1)
+		if i < len(src) && src[i] == ']' {
+			return append(dst, ']'), i + 1
+		}
+		for n := 0; i < len(src); n++ {
+			if n > 0 {
+				dst = append(dst, ',')
+			}
+			dst, i = escapeJSONValue(dst, src, i)
+			i = skipWS(src, i)
+			if i < len(src) && src[i] == ',' {
+				i++
+				continue
+			}
+			break
+		}
+		return append(dst, ']'), i + 1
+	case isNumberStart(c):
+		j := skipValue(src, i)
+		tok := src[i:j]
+		if isIntegerToken(tok) && !isSafeInteger(tok) {
+			dst = append(dst, `["$BigInt","`...)
+			dst = append(dst, tok...)
+			return append(dst, `"]`...), j
+		}
+		return append(dst, tok...), j
+	default:
+		j := skipValue(src, i)
+		return append(dst, src[i:j]...), j
+	}
+}
