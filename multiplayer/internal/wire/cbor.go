@@ -440,6 +440,12 @@ func (r *cborReader) tag(dst []byte, number uint64, compat bool) (_ []byte, unde
 			return dst, false, err
 		}
 		return appendBase64JSON(dst, b), false, nil
+	case 258: // a v2/v3 client's Set (cbor-x writes the elements as an array)
+		if r.i >= len(r.b) || r.b[r.i]>>5 != 4 {
+			return dst, false, badValue("set content is not an array")
+		}
+		dst, _, err = r.value(dst, compat)
+		return dst, false, err
 	default:
 		return dst, false, badValue("unsupported CBOR tag %d", number)
 	}

@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"strconv"
+	"unicode/utf8"
 )
 
 // Client-protocol messages in the JSON encoding.
@@ -37,8 +38,13 @@ func members(src []byte, i int, fn func(key []byte, v int) error) (bool, error) 
 // span returns the value starting at src[v].
 func span(src []byte, v int) []byte { return src[v:skipValue(src, v)] }
 
+// validJSONText reports whether b is one JSON value in valid UTF-8: a text
+// frame cannot be anything else, and a client's TextDecoder never produces
+// invalid UTF-8.
+func validJSONText(b []byte) bool { return utf8.Valid(b) && validJSON(b) }
+
 func decodeToServerJSON(frame []byte) (ToServer, error) {
-	if !validJSON(frame) {
+	if !validJSONText(frame) {
 		return ToServer{}, malformed("not valid JSON")
 	}
 	var tag []byte
@@ -186,7 +192,7 @@ func reviveArgs(src []byte, v int) ([]byte, error) {
 }
 
 func decodeHTTPArgsJSON(body []byte) ([]byte, error) {
-	if !validJSON(body) {
+	if !validJSONText(body) {
 		return nil, malformed("not valid JSON")
 	}
 	args := -1
@@ -261,9 +267,13 @@ func encodeToClientJSON(dst []byte, m ToClient) ([]byte, error) {
 	case ActionResponse:
 		dst = append(dst, `"ActionResponse","val":{"id":`...)
 		dst = appendJSONBigInt(dst, m.ID)
-		if m.Output != nil { // absent is undefined
-			dst = append(dst, `,"output":`...)
+		// The client's schema requires output, and JSON cannot say
+		// undefined (2.0/2.2 clients reject ["$Undefined",0]): nil is null.
+		dst = append(dst, `,"output":`...)
+		if m.Output != nil {
 			dst = appendCompatJSON(dst, m.Output)
+		} else {
+			dst = append(dst, "null"...)
 		}
 	case Event:
 		dst = append(dst, `"Event","val":{"name":`...)
@@ -305,7 +315,7 @@ func appendErrorFields(dst []byte, group, code, message string, metadata []byte,
 
 func encodeHTTPOutputJSON(dst, output []byte) ([]byte, error) {
 	if output == nil {
-		return append(dst, "{}"...), nil // {"output": undefined}
+		return append(dst, `{"output":null}`...), nil // see encodeToClientJSON
 	}
 	if !validJSON(output) {
 		return nil, invalidOutgoing("output is not valid JSON")

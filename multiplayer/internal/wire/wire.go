@@ -235,7 +235,7 @@ func DecodeHTTPArgs(enc Encoding, body []byte) (args json.RawMessage, version ui
 }
 
 // EncodeHTTPOutput encodes a stateless action's result (canonical JSON; nil
-// is undefined) as a JSON {"output": …} or a BARE HttpActionResponse in
+// is undefined in BARE, null in JSON) as a JSON {"output": …} or a BARE HttpActionResponse in
 // version (answer in the request's version).
 func EncodeHTTPOutput(enc Encoding, version uint16, output json.RawMessage) ([]byte, error) {
 	switch enc {
