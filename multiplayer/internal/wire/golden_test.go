@@ -268,8 +268,8 @@ func TestRealClientDecodesGoFrames(t *testing.T) {
 		t.Fatalf("gen.mjs check: %v\n%s", err, stderr.Bytes())
 	}
 	var report struct {
-		Checked  int                `json:"checked"`
-		Failures []string           `json:"failures"`
+		Checked  int                 `json:"checked"`
+		Failures []string            `json:"failures"`
 		Cases    []map[string]string `json:"cases"`
 	}
 	if err := json.Unmarshal(out, &report); err != nil {
