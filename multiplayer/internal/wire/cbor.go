@@ -134,7 +134,17 @@ func (r *cborReader) str(major byte, arg uint64, scratch []byte) ([]byte, error)
 	return out, nil
 }
 
-// text reads a text string item if one is next, without consuming anything
+// text reads the content of a text string whose head was read. The client's
+// TextEncoder never writes invalid UTF-8, so it is malformed.
+func (r *cborReader) text(arg uint64) ([]byte, error) {
+	s, err := r.str(3, arg, nil)
+	if err == nil && !utf8.Valid(s) {
+		err = malformed("CBOR: text is not UTF-8")
+	}
+	return s, err
+}
+
+// peekText reads a text string item if one is next, without consuming anything
 // otherwise.
 func (r *cborReader) peekText() ([]byte, bool) {
 	save := r.i
@@ -143,7 +153,7 @@ func (r *cborReader) peekText() ([]byte, bool) {
 		r.i = save
 		return nil, false
 	}
-	s, err := r.str(3, n, nil)
+	s, err := r.text(n)
 	if err != nil {
 		r.i = save
 		return nil, false
@@ -172,7 +182,7 @@ func (r *cborReader) value(dst []byte, compat bool) (_ []byte, undef bool, err e
 		}
 		return appendBase64JSON(dst, b), false, nil
 	case 3:
-		s, err := r.str(3, arg, nil)
+		s, err := r.text(arg)
 		if err != nil {
 			return dst, false, err
 		}
@@ -271,7 +281,7 @@ func (r *cborReader) key(dst []byte) ([]byte, error) {
 	}
 	switch major {
 	case 3:
-		s, err := r.str(3, arg, nil)
+		s, err := r.text(arg)
 		if err != nil {
 			return dst, err
 		}
@@ -422,7 +432,7 @@ func (r *cborReader) tag(dst []byte, number uint64, compat bool) (_ []byte, unde
 		if major != 3 {
 			return dst, false, badValue("date/time string content")
 		}
-		s, err := r.str(3, arg, nil)
+		s, err := r.text(arg)
 		if err != nil {
 			return dst, false, err
 		}

@@ -217,8 +217,8 @@ func hex4(b []byte, i int) (rune, bool) {
 
 const hexDigits = "0123456789abcdef"
 
-// appendJSONString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD,
-// as encoding/json does; HTML characters are left alone (JSON.parse does not
+// appendJSONString appends s as a JSON string. Invalid UTF-8 becomes a raw
+// U+FFFD (so that re-reading the output gives the same text); HTML characters are left alone (JSON.parse does not
 // care and the output never lands in HTML).
 func appendJSONString[S ~string | ~[]byte](dst []byte, s S) []byte {
 	dst = append(dst, '"')
@@ -257,7 +257,7 @@ func appendJSONString[S ~string | ~[]byte](dst []byte, s S) []byte {
 		}
 		if r == utf8.RuneError && size == 1 {
 			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
+			dst = append(dst, "\uFFFD"...)
 			i += size
 			start = i
 			continue
