@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/binary"
 	"math"
@@ -507,23 +508,6 @@ func appendCBORHead(dst []byte, major byte, n uint64) []byte {
 	}
 }
 
-// headRoom is reserved for a container's head until its count is known.
-const headRoom = 9
-
-func beginCounted(dst []byte) ([]byte, int) {
-	return append(dst, make([]byte, headRoom)...), len(dst)
-}
-
-// endCounted writes the head for n items at start and closes the gap.
-func endCounted(dst []byte, start int, major byte, n uint64) []byte {
-	var h [headRoom]byte
-	hd := appendCBORHead(h[:0], major, n)
-	copy(dst[start:], hd)
-	gap := headRoom - len(hd)
-	copy(dst[start+len(hd):], dst[start+headRoom:])
-	return dst[:len(dst)-gap]
-}
-
 func appendCBORText[S ~string | ~[]byte](dst []byte, s S) []byte {
 	dst = appendCBORHead(dst, 3, uint64(len(s)))
 	return append(dst, s...)
@@ -532,7 +516,16 @@ func appendCBORText[S ~string | ~[]byte](dst []byte, s S) []byte {
 // appendCBORFromJSON appends canonical JSON src (already valid) as one CBOR
 // item the way cbor-x would encode the value the client should see.
 func appendCBORFromJSON(dst, src []byte, compat bool) []byte {
-	dst, _ = jsonToCBOR(dst, src, 0, compat)
+	cs := getContainers(src)
+	defer putContainers(cs)
+	if !compat || (bytes.IndexByte(src, '$') < 0 && !bytes.Contains(src, []byte(`\u00`))) {
+		// No pairs to escape: spare the walker the string checks.
+		for k := range cs.c {
+			cs.c[k].pair = false
+		}
+	}
+	cs.compat = compat
+	dst, _ = jsonToCBOR(dst, src, 0, cs)
 	return dst
 }
 
@@ -553,26 +546,24 @@ const (
 	maxSafeJSUint = 1<<53 - 1
 )
 
-func jsonToCBOR(dst, src []byte, i int, compat bool) ([]byte, int) {
+func jsonToCBOR(dst, src []byte, i int, cs *containers) ([]byte, int) {
 	i = skipWS(src, i)
 	if i >= len(src) {
 		return dst, i
 	}
 	switch c := src[i]; {
 	case c == '{':
-		dst, start := beginCounted(dst)
+		dst = appendCBORHead(dst, 5, uint64(cs.at(i).n))
 		i = skipWS(src, i+1)
-		n := uint64(0)
 		if i < len(src) && src[i] == '}' {
-			return endCounted(dst, start, 5, 0), i + 1
+			return dst, i + 1
 		}
 		for i < len(src) {
 			i = skipWS(src, i)
 			j, esc := skipString(src, i)
 			dst = appendCBORString(dst, src[i:j], esc)
 			i = skipWS(src, j) + 1 // ':'
-			dst, i = jsonToCBOR(dst, src, i, compat)
-			n++
+			dst, i = jsonToCBOR(dst, src, i, cs)
 			i = skipWS(src, i)
 			if i < len(src) && src[i] == ',' {
 				i++
@@ -580,28 +571,27 @@ func jsonToCBOR(dst, src []byte, i int, compat bool) ([]byte, int) {
 			}
 			break
 		}
-		return endCounted(dst, start, 5, n), i + 1
+		return dst, i + 1
 	case c == '[':
-		if compat {
-			if tag, val, end, ok := compatPair(src, i); ok {
-				dst = append(dst, 0x82)
-				s, _ := unquoteJSON(tag)
-				dst = appendCBORHead(dst, 3, uint64(len(s)+1))
-				dst = append(dst, '$')
-				dst = appendValidUTF8(dst, s)
-				dst, _ = jsonToCBOR(dst, src, val, compat)
-				return dst, end
-			}
+		info := cs.at(i)
+		if info.pair { // only set in compat mode
+			tag, val := pairAt(src, i)
+			dst = append(dst, 0x82)
+			s, _ := unquoteJSON(tag)
+			dst = appendCBORHead(dst, 3, uint64(len(s)+1))
+			dst = append(dst, '$')
+			dst = appendValidUTF8(dst, s)
+			var next int
+			dst, next = jsonToCBOR(dst, src, val, cs)
+			return dst, closeArray(src, next)
 		}
-		dst, start := beginCounted(dst)
+		dst = appendCBORHead(dst, 4, uint64(info.n))
 		i = skipWS(src, i+1)
-		n := uint64(0)
 		if i < len(src) && src[i] == ']' {
-			return endCounted(dst, start, 4, 0), i + 1
+			return dst, i + 1
 		}
 		for i < len(src) {
-			dst, i = jsonToCBOR(dst, src, i, compat)
-			n++
+			dst, i = jsonToCBOR(dst, src, i, cs)
 			i = skipWS(src, i)
 			if i < len(src) && src[i] == ',' {
 				i++
@@ -609,13 +599,13 @@ func jsonToCBOR(dst, src []byte, i int, compat bool) ([]byte, int) {
 			}
 			break
 		}
-		return endCounted(dst, start, 4, n), i + 1
+		return dst, i + 1
 	case c == '"':
 		j, esc := skipString(src, i)
 		return appendCBORString(dst, src[i:j], esc), j
 	case isNumberStart(c):
 		j := skipValue(src, i)
-		return appendCBORNumber(dst, src[i:j], compat), j
+		return appendCBORNumber(dst, src[i:j], cs.compat), j
 	case c == 't':
 		return append(dst, 0xf5), i + 4
 	case c == 'f':

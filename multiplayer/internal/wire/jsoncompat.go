@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"encoding/base64"
+	"sync"
 )
 
 // The JSON-compat value layer over JSON text (see doc.go for the rules).
@@ -15,11 +16,37 @@ const (
 	tagSet         = "$Set"
 )
 
-// reviveJSONValue converts the JSON-compat value at src[i] (src already
-// json.Valid) to canonical JSON appended to dst. undef reports a revived
+var containersPool = sync.Pool{New: func() any { return new(containers) }}
+
+// getContainers scans src with a pooled index: the hot paths (an Event per
+// broadcast) then allocate nothing for it.
+func getContainers(src []byte) *containers {
+	cs := containersPool.Get().(*containers)
+	scanContainers(cs, src)
+	return cs
+}
+
+func putContainers(cs *containers) {
+	if cap(cs.c) > 1<<12 {
+		return // do not pin one huge message's index
+	}
+	cs.compat = false
+	containersPool.Put(cs)
+}
+
+// reviveJSON converts the JSON-compat value src (already json.Valid) to
+// canonical JSON appended to dst.
+func reviveJSON(dst, src []byte) (_ []byte, undef bool, err error) {
+	cs := getContainers(src)
+	defer putContainers(cs)
+	dst, _, undef, err = reviveJSONValue(dst, src, 0, cs)
+	return dst, undef, err
+}
+
+// reviveJSONValue converts the value at src[i]. undef reports a revived
 // undefined, for which nothing was appended: the caller drops the object
 // member or writes null in an array.
-func reviveJSONValue(dst, src []byte, i int) (_ []byte, next int, undef bool, err error) {
+func reviveJSONValue(dst, src []byte, i int, cs *containers) (_ []byte, next int, undef bool, err error) {
 	i = skipWS(src, i)
 	if i >= len(src) {
 		return dst, i, false, malformed("truncated JSON")
@@ -44,7 +71,7 @@ func reviveJSONValue(dst, src []byte, i int) (_ []byte, next int, undef bool, er
 			i = skipWS(src, j)
 			i++ // ':'
 			var u bool
-			dst, i, u, err = reviveJSONValue(dst, src, i)
+			dst, i, u, err = reviveJSONValue(dst, src, i, cs)
 			if err != nil {
 				return dst, i, false, err
 			}
@@ -62,11 +89,11 @@ func reviveJSONValue(dst, src []byte, i int) (_ []byte, next int, undef bool, er
 		}
 		return append(dst, '}'), i + 1, false, nil
 	case '[':
-		if tag, val, end, ok := compatPair(src, i); ok {
-			dst, undef, err = reviveJSONTagged(dst, src, tag, val)
-			return dst, end, undef, err
+		if cs.at(i).pair {
+			tag, val := pairAt(src, i)
+			return reviveJSONTagged(dst, src, tag, val, cs)
 		}
-		dst, i, err = reviveJSONArray(dst, src, i)
+		dst, i, err = reviveJSONArray(dst, src, i, cs)
 		return dst, i, false, err
 	default:
 		j := skipValue(src, i)
@@ -76,7 +103,7 @@ func reviveJSONValue(dst, src []byte, i int) (_ []byte, next int, undef bool, er
 }
 
 // reviveJSONArray revives a plain array starting at src[i] == '['.
-func reviveJSONArray(dst, src []byte, i int) (_ []byte, next int, err error) {
+func reviveJSONArray(dst, src []byte, i int, cs *containers) (_ []byte, next int, err error) {
 	dst = append(dst, '[')
 	i = skipWS(src, i+1)
 	if i < len(src) && src[i] == ']' {
@@ -87,7 +114,7 @@ func reviveJSONArray(dst, src []byte, i int) (_ []byte, next int, err error) {
 			dst = append(dst, ',')
 		}
 		var u bool
-		dst, i, u, err = reviveJSONValue(dst, src, i)
+		dst, i, u, err = reviveJSONValue(dst, src, i, cs)
 		if err != nil {
 			return dst, i, err
 		}
@@ -104,90 +131,67 @@ func reviveJSONArray(dst, src []byte, i int) (_ []byte, next int, err error) {
 	return append(dst, ']'), i + 1, nil
 }
 
-// compatPair reports whether the array at src[i] == '[' is a two-element
-// array whose first element is a string starting with '$'. tag is that
-// string's token (quotes included), val the index of the second element and
-// end the index after the array.
-func compatPair(src []byte, i int) (tag []byte, val, end int, ok bool) {
-	i = skipWS(src, i+1)
-	if i >= len(src) || src[i] != '"' {
-		return nil, 0, 0, false
-	}
-	j, esc := skipString(src, i)
-	if !stringStartsWithDollar(src[i:j], esc) {
-		return nil, 0, 0, false
-	}
-	tag = src[i:j]
-	k := skipWS(src, j)
-	if k >= len(src) || src[k] != ',' {
-		return nil, 0, 0, false
-	}
-	val = skipWS(src, k+1)
-	k = skipWS(src, skipValue(src, val))
-	if k >= len(src) || src[k] != ']' {
-		return nil, 0, 0, false
-	}
-	return tag, val, k + 1, true
-}
-
-// reviveJSONTagged revives a ["$tag", value] pair, tag being the string token.
-func reviveJSONTagged(dst, src, tagTok []byte, val int) (_ []byte, undef bool, err error) {
+// reviveJSONTagged revives a ["$tag", value] pair; tagTok is the tag's string
+// token and val the index of the value. next is the index after the pair.
+func reviveJSONTagged(dst, src, tagTok []byte, val int, cs *containers) (_ []byte, next int, undef bool, err error) {
 	tag, ok := unquoteJSON(tagTok)
 	if !ok {
-		return dst, false, malformed("bad JSON string")
+		return dst, val, false, malformed("bad JSON string")
 	}
 	switch string(tag) {
 	case tagBigInt:
-		s, ok := jsonStringAt(src, val)
+		s, end, ok := jsonStringAt(src, val)
 		if !ok {
-			return dst, false, badValue("%s value is not a string", tagBigInt)
+			return dst, val, false, badValue("%s value is not a string", tagBigInt)
 		}
-		dst, ok = appendBigIntDigits(dst, s)
-		if !ok {
-			return dst, false, badValue("%s value %q is not an integer", tagBigInt, s)
+		if dst, ok = appendBigIntDigits(dst, s); !ok {
+			return dst, val, false, badValue("%s value %q is not an integer", tagBigInt, s)
 		}
-		return dst, false, nil
+		return dst, closeArray(src, end), false, nil
 	case tagUint8Array, tagArrayBuffer:
-		s, ok := jsonStringAt(src, val)
+		s, end, ok := jsonStringAt(src, val)
 		if !ok {
-			return dst, false, badValue("%s value is not a string", tag)
+			return dst, val, false, badValue("%s value is not a string", tag)
 		}
-		dst, ok = appendCanonicalBase64(dst, s)
-		if !ok {
-			return dst, false, badValue("%s value is not base64", tag)
+		if dst, ok = appendCanonicalBase64(dst, s); !ok {
+			return dst, val, false, badValue("%s value is not base64", tag)
 		}
-		return dst, false, nil
+		return dst, closeArray(src, end), false, nil
 	case tagUndefined:
-		return dst, true, nil
+		return dst, closeArray(src, skipValue(src, val)), true, nil
 	case tagSet:
 		if val >= len(src) || src[val] != '[' {
-			return dst, false, badValue("%s value is not an array", tagSet)
+			return dst, val, false, badValue("%s value is not an array", tagSet)
 		}
-		dst, _, err = reviveJSONArray(dst, src, val)
-		return dst, false, err
+		// The array after the tag is the list of elements, never itself a
+		// pair; each element is revived as usual.
+		dst, next, err = reviveJSONArray(dst, src, val, cs)
+		return dst, closeArray(src, next), false, err
 	}
 	if len(tag) < 2 || tag[1] != '$' {
-		return dst, false, badValue("unknown JSON-compat tag %q", tag)
+		return dst, val, false, badValue("unknown JSON-compat tag %q", tag)
 	}
 	// An escaped user array ["$$x", v] is the user's ["$x", v].
 	dst = append(dst, '[')
 	dst = appendJSONString(dst, tag[1:])
 	dst = append(dst, ',')
 	var u bool
-	dst, _, u, err = reviveJSONValue(dst, src, val)
+	dst, next, u, err = reviveJSONValue(dst, src, val, cs)
 	if u {
 		dst = append(dst, "null"...)
 	}
-	return append(dst, ']'), false, err
+	return append(dst, ']'), closeArray(src, next), false, err
 }
 
-// jsonStringAt decodes the JSON string at src[i], if it is one.
-func jsonStringAt(src []byte, i int) ([]byte, bool) {
+// jsonStringAt decodes the JSON string at src[i], if it is one, and returns
+// the index after it.
+func jsonStringAt(src []byte, i int) ([]byte, int, bool) {
 	if i >= len(src) || src[i] != '"' {
-		return nil, false
+		return nil, i, false
 	}
 	j, _ := skipString(src, i)
-	return unquoteJSON(src[i:j])
+	s, ok := unquoteJSON(src[i:j])
+	return s, j, ok
 }
 
 // appendBigIntDigits appends the decimal integer s (as bigint.toString()
@@ -263,11 +267,13 @@ func appendCompatJSON(dst, src []byte) []byte {
 	if !needsJSONEscape(src) {
 		return append(dst, bytes.TrimSpace(src)...)
 	}
-	dst, _ = escapeJSONValue(dst, src, 0)
+	cs := getContainers(src)
+	defer putContainers(cs)
+	dst, _ = escapeJSONValue(dst, src, 0, cs)
 	return dst
 }
 
-func escapeJSONValue(dst, src []byte, i int) ([]byte, int) {
+func escapeJSONValue(dst, src []byte, i int, cs *containers) ([]byte, int) {
 	i = skipWS(src, i)
 	if i >= len(src) {
 		return dst, i
@@ -288,7 +294,7 @@ func escapeJSONValue(dst, src []byte, i int) ([]byte, int) {
 			dst = append(dst, src[i:j]...)
 			dst = append(dst, ':')
 			i = skipWS(src, j) + 1
-			dst, i = escapeJSONValue(dst, src, i)
+			dst, i = escapeJSONValue(dst, src, i, cs)
 			i = skipWS(src, i)
 			if i < len(src) && src[i] == ',' {
 				i++
@@ -298,12 +304,14 @@ func escapeJSONValue(dst, src []byte, i int) ([]byte, int) {
 		}
 		return append(dst, '}'), i + 1
 	case c == '[':
-		if tag, val, end, ok := compatPair(src, i); ok {
+		if cs.at(i).pair {
+			tag, val := pairAt(src, i)
 			dst = append(dst, '[', '"', '$')
 			dst = append(dst, tag[1:]...) // the rest of the token, closing quote included
 			dst = append(dst, ',')
-			dst, _ = escapeJSONValue(dst, src, val)
-			return append(dst, ']'), end
+			var next int
+			dst, next = escapeJSONValue(dst, src, val, cs)
+			return append(dst, ']'), closeArray(src, next)
 		}
 		dst = append(dst, '[')
 		i = skipWS(src, i+1)
@@ -314,7 +322,7 @@ func escapeJSONValue(dst, src []byte, i int) ([]byte, int) {
 			if n > 0 {
 				dst = append(dst, ',')
 			}
-			dst, i = escapeJSONValue(dst, src, i)
+			dst, i = escapeJSONValue(dst, src, i, cs)
 			i = skipWS(src, i)
 			if i < len(src) && src[i] == ',' {
 				i++

@@ -56,7 +56,7 @@ func decodeToServerJSON(frame []byte) (ToServer, error) {
 		ok, err := members(frame, v, func(key []byte, v int) error {
 			switch string(key) {
 			case "tag":
-				s, ok := jsonStringAt(frame, v)
+				s, _, ok := jsonStringAt(frame, v)
 				if !ok {
 					return malformed("body.tag is not a string")
 				}
@@ -95,7 +95,7 @@ func decodeToServerJSON(frame []byte) (ToServer, error) {
 				}
 				m.ID, haveID = id, true
 			case "name":
-				s, ok := jsonStringAt(frame, v)
+				s, _, ok := jsonStringAt(frame, v)
 				if !ok {
 					return malformed("name is not a string")
 				}
@@ -121,7 +121,7 @@ func decodeToServerJSON(frame []byte) (ToServer, error) {
 		_, err = members(frame, val, func(key []byte, v int) error {
 			switch string(key) {
 			case "eventName":
-				s, ok := jsonStringAt(frame, v)
+				s, _, ok := jsonStringAt(frame, v)
 				if !ok {
 					return malformed("eventName is not a string")
 				}
@@ -156,15 +156,20 @@ func decodeToServerJSON(frame []byte) (ToServer, error) {
 func jsonUint(src []byte, v int) (uint64, error) {
 	var digits []byte
 	if src[v] == '[' {
-		tag, val, _, ok := compatPair(src, v)
-		if !ok || string(tag) != `"`+tagBigInt+`"` {
+		// Exactly ["$BigInt", "digits"].
+		i := skipWS(src, v+1)
+		tag, j, ok := jsonStringAt(src, i)
+		if ok && string(tag) == tagBigInt {
+			if i = skipWS(src, j); i < len(src) && src[i] == ',' {
+				digits, j, ok = jsonStringAt(src, skipWS(src, i+1))
+				ok = ok && closeArray(src, j) == skipValue(src, v)
+			} else {
+				ok = false
+			}
+		}
+		if !ok || digits == nil {
 			return 0, malformed("id is not a bigint")
 		}
-		s, ok := jsonStringAt(src, val)
-		if !ok {
-			return 0, malformed("id is not a bigint")
-		}
-		digits = s
 	} else {
 		digits = span(src, v)
 	}
@@ -180,7 +185,7 @@ func reviveArgs(src []byte, v int) ([]byte, error) {
 		return nil, badValue("action args are not an array")
 	}
 	vv := span(src, v)
-	out, _, undef, err := reviveJSONValue(make([]byte, 0, len(vv)), src, v)
+	out, undef, err := reviveJSON(make([]byte, 0, len(vv)), vv)
 	if err != nil {
 		return nil, err
 	}

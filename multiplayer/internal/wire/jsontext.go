@@ -87,7 +87,7 @@ func isNumberStart(c byte) bool { return c == '-' || (c >= '0' && c <= '9') }
 // isIntegerToken reports whether a valid JSON number token has no fraction or
 // exponent.
 func isIntegerToken(tok []byte) bool {
-	return bytes.IndexAny(tok, ".eE") < 0
+	return !bytes.ContainsAny(tok, ".eE")
 }
 
 // maxSafeDigits is len("9007199254740991"): an integer token with fewer digits
@@ -295,3 +295,110 @@ func appendJSNumber(dst []byte, f float64) []byte {
 
 // validJSON reports whether b is one valid JSON value.
 func validJSON(b []byte) bool { return json.Valid(b) }
+
+// container is what one pre-pass learns about each array and object of a
+// JSON text, so that the walkers never look ahead: n is the element (or
+// member) count, and pair tells a two-element array whose first element is a
+// string starting with '$' — a JSON-compat pair. Looking ahead instead (skip
+// the second element, check for ']') would cost O(size × depth) on nested
+// pairs, which a client controls.
+type container struct {
+	off  int
+	n    uint32
+	pair bool
+}
+
+// containers indexes the containers of valid JSON src in document order.
+type containers struct {
+	c      []container
+	k      int
+	compat bool // for the CBOR walker: v4 semantics
+}
+
+// scanContainers fills cs for src (already json.Valid).
+func scanContainers(cs *containers, src []byte) {
+	cs.c, cs.k = cs.c[:0], 0
+	type open struct {
+		idx       int
+		obj       bool
+		expectKey bool
+		dollar    bool
+	}
+	var stackBuf [32]open
+	stack := stackBuf[:0]
+	for i := 0; i < len(src); {
+		c := src[i]
+		switch c {
+		case ' ', '\t', '\n', '\r', ':':
+			i++
+			continue
+		case ',':
+			if top := len(stack) - 1; top >= 0 && stack[top].obj {
+				stack[top].expectKey = true
+			}
+			i++
+			continue
+		case ']', '}':
+			if top := len(stack) - 1; top >= 0 {
+				o := stack[top]
+				if !o.obj && o.dollar && cs.c[o.idx].n == 2 {
+					cs.c[o.idx].pair = true
+				}
+				stack = stack[:top]
+			}
+			i++
+			continue
+		}
+		// A value, or an object key.
+		if top := len(stack) - 1; top >= 0 {
+			o := &stack[top]
+			if o.obj && o.expectKey {
+				o.expectKey = false
+				i, _ = skipString(src, i)
+				continue
+			}
+			cs.c[o.idx].n++
+			if !o.obj && cs.c[o.idx].n == 1 && c == '"' {
+				j, esc := skipString(src, i)
+				o.dollar = stringStartsWithDollar(src[i:j], esc)
+				i = j
+				continue
+			}
+		}
+		switch c {
+		case '[', '{':
+			cs.c = append(cs.c, container{off: i})
+			stack = append(stack, open{idx: len(cs.c) - 1, obj: c == '{', expectKey: c == '{'})
+			i++
+		default:
+			i = skipValue(src, i)
+		}
+	}
+}
+
+// at returns the container starting at src[i]. Walkers move forward only, so
+// the cursor does too; containers inside skipped values are passed over.
+func (cs *containers) at(i int) container {
+	for cs.k < len(cs.c) && cs.c[cs.k].off < i {
+		cs.k++
+	}
+	if cs.k < len(cs.c) && cs.c[cs.k].off == i {
+		return cs.c[cs.k]
+	}
+	return container{off: i} // unreachable on valid JSON
+}
+
+// pairAt splits the compat pair at src[i] == '[' into its tag token (quotes
+// included) and the index of its second element.
+func pairAt(src []byte, i int) (tag []byte, val int) {
+	i = skipWS(src, i+1)
+	j, _ := skipString(src, i)
+	tag = src[i:j]
+	val = skipWS(src, skipWS(src, j)+1) // past ','
+	return tag, val
+}
+
+// closeArray returns the index after the ']' that follows index i.
+func closeArray(src []byte, i int) int {
+	return skipWS(src, i) + 1
+}

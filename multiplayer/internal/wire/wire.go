@@ -178,6 +178,14 @@ func invalidOutgoing(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidOutgoing}, args...)...)
 }
 
+// sizeHint is a frame size that usually needs no growing: CBOR is rarely
+// longer than the JSON it comes from except for short floats.
+func sizeHint(m ToClient) int {
+	n := len(m.ActorID) + len(m.ConnectionID) + len(m.Group) + len(m.Code) + len(m.Message) +
+		len(m.Metadata) + len(m.Output) + len(m.Name) + len(m.Args)
+	return n + n/4 + 96
+}
+
 func checkVersion(v uint16) error {
 	if v < MinVersion || v > MaxVersion {
 		return fmt.Errorf("%w: %d (supported %d–%d)", ErrUnsupportedVersion, v, MinVersion, MaxVersion)
@@ -206,13 +214,13 @@ func DecodeToServer(enc Encoding, frame []byte) (msg ToServer, version uint16, e
 func EncodeToClient(enc Encoding, version uint16, m ToClient) (frame []byte, text bool, err error) {
 	switch enc {
 	case JSON:
-		frame, err = encodeToClientJSON(nil, m)
+		frame, err = encodeToClientJSON(make([]byte, 0, sizeHint(m)), m)
 		return frame, true, err
 	case BARE:
 		if err := checkVersion(version); err != nil {
 			return nil, false, err
 		}
-		frame, err = encodeToClientBARE(nil, version, m)
+		frame, err = encodeToClientBARE(make([]byte, 0, sizeHint(m)), version, m)
 		return frame, false, err
 	default:
 		return nil, false, fmt.Errorf("%w: %v", ErrUnsupportedEncoding, enc)
@@ -240,12 +248,12 @@ func DecodeHTTPArgs(enc Encoding, body []byte) (args json.RawMessage, version ui
 func EncodeHTTPOutput(enc Encoding, version uint16, output json.RawMessage) ([]byte, error) {
 	switch enc {
 	case JSON:
-		return encodeHTTPOutputJSON(nil, output)
+		return encodeHTTPOutputJSON(make([]byte, 0, len(output)+len(output)/4+16), output)
 	case BARE:
 		if err := checkVersion(version); err != nil {
 			return nil, err
 		}
-		return encodeHTTPOutputBARE(nil, version, output)
+		return encodeHTTPOutputBARE(make([]byte, 0, len(output)+len(output)/4+16), version, output)
 	default:
 		return nil, fmt.Errorf("%w: %v", ErrUnsupportedEncoding, enc)
 	}

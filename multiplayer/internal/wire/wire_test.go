@@ -78,7 +78,7 @@ func dataOf(t *testing.T, enc Encoding, frame []byte) string {
 		if v == nil {
 			v = env.Body.Val.Output
 		}
-		out, _, _, err := reviveJSONValue(nil, v, 0)
+		out, _, err := reviveJSON(nil, v)
 		if err != nil {
 			t.Fatalf("revive %s: %v", v, err)
 		}
