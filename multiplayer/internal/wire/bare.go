@@ -282,7 +282,7 @@ func decodeHTTPArgsBARE(body []byte) ([]byte, uint16, error) {
 }
 
 func encodeHTTPOutputBARE(dst []byte, version uint16, output []byte) ([]byte, error) {
-	if output != nil && !validJSON(output) {
+	if output != nil && !validJSONText(output) {
 		return nil, invalidOutgoing("output is not valid JSON")
 	}
 	dst = binary.LittleEndian.AppendUint16(dst, version)

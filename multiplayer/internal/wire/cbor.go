@@ -578,9 +578,10 @@ func jsonToCBOR(dst, src []byte, i int, cs *containers) ([]byte, int) {
 			tag, val := pairAt(src, i)
 			dst = append(dst, 0x82)
 			s, _ := unquoteJSON(tag)
+			s = validUTF8(s)
 			dst = appendCBORHead(dst, 3, uint64(len(s)+1))
 			dst = append(dst, '$')
-			dst = appendValidUTF8(dst, s)
+			dst = append(dst, s...)
 			var next int
 			dst, next = jsonToCBOR(dst, src, val, cs)
 			return dst, closeArray(src, next)
@@ -617,22 +618,20 @@ func jsonToCBOR(dst, src []byte, i int, cs *containers) ([]byte, int) {
 
 // appendCBORString appends the JSON string token raw as CBOR text.
 func appendCBORString(dst, raw []byte, esc bool) []byte {
-	body := raw[1 : len(raw)-1]
 	if !esc {
-		if utf8.Valid(body) {
-			return appendCBORText(dst, body)
-		}
-		return appendCBORText(dst, strings.ToValidUTF8(string(body), "\uFFFD"))
+		return appendCBORText(dst, validUTF8(raw[1:len(raw)-1]))
 	}
 	s, _ := unquoteJSON(raw)
-	return appendCBORText(dst, appendValidUTF8(nil, s))
+	return appendCBORText(dst, validUTF8(s))
 }
 
-func appendValidUTF8(dst, s []byte) []byte {
+// validUTF8 returns s with invalid UTF-8 replaced by U+FFFD (CBOR text must
+// be UTF-8); it allocates only then.
+func validUTF8(s []byte) []byte {
 	if utf8.Valid(s) {
-		return append(dst, s...)
+		return s
 	}
-	return append(dst, strings.ToValidUTF8(string(s), "\uFFFD")...)
+	return []byte(strings.ToValidUTF8(string(s), "\uFFFD"))
 }
 
 func appendCBORFloat(dst []byte, f float64) []byte {

@@ -38,8 +38,13 @@
 // throw on it; every integer outside ±(2^53−1) becomes ["$BigInt","…"], so a
 // uint64 reaches JavaScript as an exact bigint rather than a rounded number.
 // Message ids are bigints on the wire (["$BigInt","0"]); the client's schema
-// rejects a plain number and the call would never settle. Error.actionId is
-// written as null for connection-level errors: the schema requires the key.
+// rejects a plain number and the call would never settle (a plain integer id
+// is accepted incoming). Error.actionId is written as null for
+// connection-level errors: the schema requires the key. A nil output is
+// written as null: the schema (zod 4) also requires output, and JSON cannot
+// carry undefined to 2.0/2.2 clients, which reject ["$Undefined",0].
+// Outgoing values must be valid UTF-8 JSON (ErrInvalidOutgoing otherwise): a
+// browser closes a WebSocket on a text frame that is not UTF-8.
 //
 // # BARE encoding (versions 2, 3, 4)
 //
@@ -83,6 +88,10 @@
 // a bigint: the ["$BigInt","…"] pair in v4, a 64-bit CBOR integer or bignum
 // in v2/v3. An absent output is undefined (["$Undefined",0] in v4, CBOR
 // undefined before).
+//
+// The walkers are linear in the input: one pre-pass indexes every container
+// (its element count, and whether it is a "$" pair), so nested pairs never
+// make the codec look ahead repeatedly.
 //
 // # HTTP errors
 //

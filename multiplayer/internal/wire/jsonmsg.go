@@ -216,20 +216,22 @@ func decodeHTTPArgsJSON(body []byte) ([]byte, error) {
 	return reviveArgs(body, args)
 }
 
-// checkOutgoing validates a ToClient before any byte is written.
+// checkOutgoing validates a ToClient before any byte is written. Values must
+// be valid UTF-8 too: a JSON frame travels as a WebSocket text message, and a
+// browser drops the connection on invalid UTF-8 there.
 func checkOutgoing(m ToClient) error {
 	switch m.Kind {
 	case Init:
 	case Error:
-		if m.Metadata != nil && !validJSON(m.Metadata) {
+		if m.Metadata != nil && !validJSONText(m.Metadata) {
 			return invalidOutgoing("error metadata is not valid JSON")
 		}
 	case ActionResponse:
-		if m.Output != nil && !validJSON(m.Output) {
+		if m.Output != nil && !validJSONText(m.Output) {
 			return invalidOutgoing("action output is not valid JSON")
 		}
 	case Event:
-		if !validJSON(m.Args) {
+		if !validJSONText(m.Args) {
 			return invalidOutgoing("event args are not valid JSON")
 		}
 		if t := bytes.TrimLeft(m.Args, " \t\r\n"); len(t) == 0 || t[0] != '[' {
@@ -322,7 +324,7 @@ func encodeHTTPOutputJSON(dst, output []byte) ([]byte, error) {
 	if output == nil {
 		return append(dst, `{"output":null}`...), nil // see encodeToClientJSON
 	}
-	if !validJSON(output) {
+	if !validJSONText(output) {
 		return nil, invalidOutgoing("output is not valid JSON")
 	}
 	dst = append(dst, `{"output":`...)
@@ -331,7 +333,7 @@ func encodeHTTPOutputJSON(dst, output []byte) ([]byte, error) {
 }
 
 func encodeHTTPErrorJSON(dst []byte, e HTTPError) ([]byte, error) {
-	if e.Metadata != nil && !validJSON(e.Metadata) {
+	if e.Metadata != nil && !validJSONText(e.Metadata) {
 		return nil, invalidOutgoing("error metadata is not valid JSON")
 	}
 	dst = append(dst, '{')

@@ -456,6 +456,7 @@ func TestEncodeErrors(t *testing.T) {
 		{"event args nil", ToClient{Kind: Event, Name: "e"}},
 		{"bad output", ToClient{Kind: ActionResponse, Output: json.RawMessage(`{`)}},
 		{"bad metadata", ToClient{Kind: Error, Metadata: json.RawMessage(`x`)}},
+		{"invalid UTF-8", ToClient{Kind: Event, Name: "e", Args: json.RawMessage("[\"\xff\"]")}},
 	} {
 		for _, v := range allVariants {
 			if _, _, err := EncodeToClient(v.enc, v.version, c.m); !errors.Is(err, ErrInvalidOutgoing) {
@@ -589,4 +590,26 @@ func loadGoldenForFuzz() (golden, error) {
 		return g, err
 	}
 	return g, json.Unmarshal(b, &g)
+}
+
+// FuzzEncodeToClient: any valid canonical array encodes in every variant,
+// and what the client would decode is valid canonical JSON again.
+func FuzzEncodeToClient(f *testing.F) {
+	for _, s := range []string{`[1]`, `[["$a",1],{"b":9007199254740993}]`, `[1e400,-0,0.5,"\u0024x"]`, `[["\u0024a",["$b",[]]]]`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, args []byte) {
+		if !validJSONText(args) || len(bytes.TrimSpace(args)) == 0 || bytes.TrimSpace(args)[0] != '[' {
+			return
+		}
+		for _, v := range allVariants {
+			frame, _, err := EncodeToClient(v.enc, v.version, ToClient{Kind: Event, Name: "e", Args: args})
+			if err != nil {
+				t.Fatalf("%s: %v", v.name, err)
+			}
+			if got := dataOf(t, v.enc, frame); !json.Valid([]byte(got)) {
+				t.Fatalf("%s: decodes to invalid JSON %q", v.name, got)
+			}
+		}
+	})
 }
