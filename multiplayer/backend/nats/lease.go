@@ -102,9 +102,12 @@ func (b *Backend) leaseLoop() {
 		held := b.epoch != 0
 		b.mu.Unlock()
 		if !held {
-			ctx, cancel := context.WithTimeout(context.Background(), every)
-			err := b.acquire(ctx)
-			cancel()
+			err := errors.New("lease traffic blocked (test hook)")
+			if !b.blockRenew.Load() {
+				ctx, cancel := context.WithTimeout(context.Background(), every)
+				err = b.acquire(ctx)
+				cancel()
+			}
 			if err == nil {
 				deadline = time.Now().Add(ttl - b.margin)
 				timer.Reset(every)
@@ -194,8 +197,17 @@ func (b *Backend) waitLease(ctx context.Context) (uint64, error) {
 }
 
 // leaseAlive reports whether node still holds the lease of that epoch.
+//
+// The server removes an expired lease only when its age sweep runs, which
+// in a cluster can be a second or two late. So a lease also counts as dead
+// once this node has seen the same revision of it for LeaseTTL on its own
+// monotonic clock: the holder sent that revision before we first saw it,
+// and fences itself LeaseTTL minus a margin after sending, so it has
+// already stopped. The watcher (watchLeases) sees renewals as they happen;
+// the reads here count as sightings too.
 func (b *Backend) leaseAlive(ctx context.Context, node string, epoch uint64) (bool, error) {
-	e, err := b.nodes.Get(ctx, escapeToken(node))
+	key := escapeToken(node)
+	e, err := b.nodes.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
 		return false, nil
 	}
@@ -206,5 +218,65 @@ func (b *Backend) leaseAlive(ctx context.Context, node string, epoch uint64) (bo
 	if err != nil {
 		return false, err
 	}
-	return n == node && ep == epoch, nil
+	if n != node || ep != epoch {
+		return false, nil
+	}
+	first := b.sighted(key, e.Revision())
+	return time.Since(first) < b.opts.LeaseTTL, nil
+}
+
+// sighting is when this node first saw a revision of a lease.
+type sighting struct {
+	rev uint64
+	at  time.Time
+}
+
+// sighted records rev of the lease key (if newer than what was seen) and
+// returns when that revision was first seen.
+func (b *Backend) sighted(key string, rev uint64) time.Time {
+	b.seenMu.Lock()
+	defer b.seenMu.Unlock()
+	s, ok := b.seen[key]
+	if !ok || rev > s.rev {
+		s = sighting{rev: rev, at: time.Now()}
+		b.seen[key] = s
+	}
+	return s.at
+}
+
+// watchLeases follows the lease bucket so that every renewal is sighted
+// when it happens, not when a Claim first looks. O(nodes) traffic.
+func (b *Backend) watchLeases() {
+	defer b.wg.Done()
+	for {
+		ctx, cancel := context.WithCancel(context.Background())
+		w, err := b.nodes.WatchAll(ctx, jetstream.IgnoreDeletes())
+		if err == nil {
+			b.followLeases(w)
+			_ = w.Stop()
+		}
+		cancel()
+		select {
+		case <-b.stop:
+			return
+		case <-time.After(b.opts.Renew):
+			// The watcher died (connection closed): start another.
+		}
+	}
+}
+
+func (b *Backend) followLeases(w jetstream.KeyWatcher) {
+	for {
+		select {
+		case <-b.stop:
+			return
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e != nil && e.Operation() == jetstream.KeyValuePut {
+				b.sighted(e.Key(), e.Revision())
+			}
+		}
+	}
 }

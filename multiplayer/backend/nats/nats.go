@@ -107,6 +107,9 @@ type Backend struct {
 	owners   map[string]*owner
 	closed   bool
 
+	seenMu sync.Mutex
+	seen   map[string]sighting // lease key → first sighting of its last revision
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 
@@ -155,6 +158,7 @@ func Open(ctx context.Context, o Options) (*Backend, error) {
 		margin:  o.LeaseTTL / 5,
 		leaseUp: make(chan struct{}),
 		owners:  map[string]*owner{},
+		seen:    map[string]sighting{},
 		stop:    make(chan struct{}),
 	}
 	b.bus = &bus{b: b, serves: map[*serving]struct{}{}}
@@ -177,16 +181,17 @@ func Open(ctx context.Context, o Options) (*Backend, error) {
 		return nil, fmt.Errorf("natsbackend: jetstream: %w", err)
 	}
 	b.js = js
-	if err := retry(ctx, func() error { return b.ensure(ctx) }); err != nil {
+	if err := retry(ctx, b.ensure); err != nil {
 		b.closeConn()
 		return nil, err
 	}
-	if err := retry(ctx, func() error { return b.acquire(ctx) }); err != nil {
+	if err := retry(ctx, b.acquire); err != nil {
 		b.closeConn()
 		return nil, err
 	}
-	b.wg.Add(1)
+	b.wg.Add(2)
 	go b.leaseLoop()
+	go b.watchLeases()
 	return b, nil
 }
 
@@ -202,11 +207,14 @@ func joinURLs(urls []string) string {
 }
 
 // retry runs f until it succeeds or ctx is done; JetStream answers "not
-// available" for a few seconds while a cluster elects its leaders.
-func retry(ctx context.Context, f func() error) error {
+// available", or nothing at all, for a few seconds while a cluster elects
+// its leaders, so each attempt gets at most 2 s.
+func retry(ctx context.Context, f func(context.Context) error) error {
 	wait := 50 * time.Millisecond
 	for {
-		err := f()
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := f(actx)
+		cancel()
 		if err == nil {
 			return nil
 		}

@@ -155,7 +155,7 @@ func (o *owner) Actor() backend.Actor {
 	a.Key = slices.Clone(a.Key)
 	return a
 }
-func (o *owner) Generation() uint64     { return o.gen }
+func (o *owner) Generation() uint64    { return o.gen }
 func (o *owner) Lost() <-chan struct{} { return o.lost }
 
 func (o *owner) lose() {
