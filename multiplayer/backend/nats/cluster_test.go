@@ -54,9 +54,16 @@ func mustAppend(t *testing.T, o backend.Owner, name string) backend.Event {
 // appears.
 func checkEvents(t *testing.T, b *Backend, id string, gen uint64) []backend.Event {
 	t.Helper()
-	evs, err := b.Events(t.Context(), id, 0, 1000)
-	if err != nil {
-		t.Fatal(err)
+	var evs []backend.Event
+	for {
+		page, err := b.Events(t.Context(), id, uint64(len(evs)), 500)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		evs = append(evs, page...)
 	}
 	seen := false
 	for i, e := range evs {

@@ -14,13 +14,11 @@ import (
 	"go.uber.org/goleak"
 )
 
+// TestMain checks that nothing outlives the tests: not our goroutines
+// (lease loop, watcher, handlers) and not the embedded servers' (each test
+// shuts its servers down and waits).
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// nats-server's filestore flushes and compacts block files from
-		// goroutines that Shutdown does not join; they end within moments
-		// of it. Only those are ignored.
-		goleak.IgnoreTopFunction("github.com/nats-io/nats-server/v2/server.(*fileStore).flushStreamStateLoop"),
-	)
+	goleak.VerifyTestMain(m)
 }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
