@@ -53,7 +53,7 @@ func (b *Backend) acquire(ctx context.Context) error {
 		return fmt.Errorf("natsbackend: lease: %w", err)
 	}
 	b.mu.Lock()
-	b.epoch, b.leaseRev = rev, rev
+	b.epoch, b.leaseRev, b.leaseSent = rev, rev, sent
 	close(b.leaseUp)
 	b.mu.Unlock()
 	b.log.Debug("natsbackend: lease acquired", "epoch", rev, "took", time.Since(sent))
@@ -89,7 +89,10 @@ func (b *Backend) renew(ctx context.Context) (lost bool, err error) {
 func (b *Backend) leaseLoop() {
 	defer b.wg.Done()
 	ttl, every := b.opts.LeaseTTL, b.opts.Renew
-	deadline := time.Now().Add(ttl - b.margin)
+	// Deadlines count from when the write that stored the lease was sent.
+	b.mu.Lock()
+	deadline := b.leaseSent.Add(ttl - b.margin)
+	b.mu.Unlock()
 	timer := time.NewTimer(every)
 	defer timer.Stop()
 	for {
@@ -109,7 +112,9 @@ func (b *Backend) leaseLoop() {
 				cancel()
 			}
 			if err == nil {
-				deadline = time.Now().Add(ttl - b.margin)
+				b.mu.Lock()
+				deadline = b.leaseSent.Add(ttl - b.margin)
+				b.mu.Unlock()
 				timer.Reset(every)
 			} else {
 				b.log.Warn("natsbackend: lease not reacquired", "err", err)

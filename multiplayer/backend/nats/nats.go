@@ -31,8 +31,20 @@
 // fences itself before its lease can expire on the server, so by the time
 // another node may claim, the old Owners have already been told.
 //
+// A lease is dead when it is gone from the bucket, names another epoch, or
+// when this node has seen the same revision of it for LeaseTTL on its own
+// monotonic clock (a watcher on the bucket sights every renewal as it
+// happens). The last rule is what keeps failover at LeaseTTL: the server's
+// age sweep, which removes expired leases, can run a second or two late.
+// No clocks of different machines are compared.
+//
 // Reads that decide ownership or read an Owner's own data go to the stream
 // leader (AllowDirect is off), so they see every acknowledged write.
+//
+// Costs: one stream subject per durable event (the server indexes each);
+// List, Schedules and DueSchedules list subjects from the stream info and
+// then get each value (bounded concurrency), so they are O(keys); a
+// deleted item leaves a small tombstone until the actor is destroyed.
 //
 // Bus: requests on core subject p.rpc.<actor> (nats.ErrNoResponders is
 // backend.ErrNoOwner), live messages on p.bc.<actor>.
@@ -100,12 +112,13 @@ type Backend struct {
 	margin  time.Duration
 	bus     *bus
 
-	mu       sync.Mutex
-	epoch    uint64        // lease epoch; 0 while the lease is not held
-	leaseRev uint64        // last revision of our lease
-	leaseUp  chan struct{} // closed while the lease is held
-	owners   map[string]*owner
-	closed   bool
+	mu        sync.Mutex
+	epoch     uint64        // lease epoch; 0 while the lease is not held
+	leaseRev  uint64        // last revision of our lease
+	leaseSent time.Time     // when the write that took the lease was sent
+	leaseUp   chan struct{} // closed while the lease is held
+	owners    map[string]*owner
+	closed    bool
 
 	seenMu sync.Mutex
 	seen   map[string]sighting // lease key → first sighting of its last revision
