@@ -854,7 +854,7 @@ func testKVList(t *testing.T, d Deployment) {
 		{"", 3, sorted[:3]},
 		{sorted[2], 4, sorted[3:7]},
 		{"a", 0, sorted[slices.Index(sorted, "a")+1:]},
-		{"a0", 2, []string{"aa", "b"}},
+		{"a0", 2, []string{`a\`, "aa"}}, // 0x30 < 0x5c
 		{"~", 0, []string{"ü"}},
 		{"ü", 0, nil},
 	} {
