@@ -31,7 +31,7 @@ func (o *owner) Actor() backend.Actor {
 	return a
 }
 
-func (o *owner) Generation() uint64     { return o.gen }
+func (o *owner) Generation() uint64    { return o.gen }
 func (o *owner) Lost() <-chan struct{} { return o.lost }
 
 // markLost closes Lost and forgets o in the registry.
