@@ -77,7 +77,7 @@ func (o *owner) writeFenced(ctx context.Context, fn func(tx *sql.Tx) error) erro
 	}
 	return o.b.writeTx(ctx, func(tx *sql.Tx) error {
 		var live uint64
-		err := tx.QueryRowContext(ctx, `SELECT owner_gen FROM actors WHERE actor_id = ? AND destroyed_at IS NULL`, o.actor.ID).Scan(&live)
+		err := tx.StmtContext(ctx, o.b.st.fence).QueryRowContext(ctx, o.actor.ID).Scan(&live)
 		if errors.Is(err, sql.ErrNoRows) {
 			return o.fenced()
 		}
@@ -107,7 +107,7 @@ func (o *owner) LoadState(ctx context.Context) ([]byte, bool, error) {
 	var state []byte
 	found := true
 	err := o.read("load state", func() error {
-		err := o.b.r.QueryRowContext(ctx, `SELECT blob FROM actor_state WHERE actor_id = ?`, o.actor.ID).Scan(&state)
+		err := o.b.st.loadState.QueryRowContext(ctx, o.actor.ID).Scan(&state)
 		if errors.Is(err, sql.ErrNoRows) {
 			found = false
 			return nil
@@ -125,9 +125,7 @@ func (o *owner) LoadState(ctx context.Context) ([]byte, bool, error) {
 
 func (o *owner) SaveState(ctx context.Context, state []byte) error {
 	return o.write(ctx, "save state", func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO actor_state (actor_id, rev, generation, blob) VALUES (?, 1, ?, ?)
-ON CONFLICT (actor_id) DO UPDATE SET rev = rev + 1, generation = excluded.generation, blob = excluded.blob`,
-			o.actor.ID, o.gen, nonNilBlob(state))
+		_, err := tx.StmtContext(ctx, o.b.st.saveState).ExecContext(ctx, o.actor.ID, o.gen, nonNilBlob(state))
 		return err
 	})
 }
@@ -136,10 +134,8 @@ func (o *owner) Append(ctx context.Context, name string, args json.RawMessage) (
 	ev := backend.Event{Name: name, Args: cloneOrNil(args), Generation: o.gen, Time: o.b.clock.Now().UTC()}
 	err := o.write(ctx, "append", func(tx *sql.Tx) error {
 		// Inside the write transaction: no other append between MAX and
-		// INSERT.
-		return tx.QueryRowContext(ctx, `INSERT INTO actor_events (actor_id, seq, name, args, generation, created_at)
-VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM actor_events WHERE actor_id = ?1), ?2, ?3, ?4, ?5)
-RETURNING seq`, o.actor.ID, name, blobArg(ev.Args), o.gen, ev.Time.UnixNano()).Scan(&ev.Seq)
+		// INSERT (see sqlAppend).
+		return tx.StmtContext(ctx, o.b.st.appendEvent).QueryRowContext(ctx, o.actor.ID, name, blobArg(ev.Args), o.gen, ev.Time.UnixNano()).Scan(&ev.Seq)
 	})
 	if err != nil {
 		return backend.Event{}, err
@@ -149,8 +145,7 @@ RETURNING seq`, o.actor.ID, name, blobArg(ev.Args), o.gen, ev.Time.UnixNano()).S
 
 func (o *owner) Put(ctx context.Context, ns, key string, value []byte) error {
 	return o.write(ctx, "put", func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO actor_kv (actor_id, ns, key, value) VALUES (?, ?, ?, ?)
-ON CONFLICT (actor_id, ns, key) DO UPDATE SET value = excluded.value`, o.actor.ID, ns, key, nonNilBlob(value))
+		_, err := tx.StmtContext(ctx, o.b.st.put).ExecContext(ctx, o.actor.ID, ns, key, nonNilBlob(value))
 		return err
 	})
 }
@@ -158,7 +153,7 @@ ON CONFLICT (actor_id, ns, key) DO UPDATE SET value = excluded.value`, o.actor.I
 func (o *owner) Get(ctx context.Context, ns, key string) ([]byte, error) {
 	var v []byte
 	err := o.read("get", func() error {
-		err := o.b.r.QueryRowContext(ctx, `SELECT value FROM actor_kv WHERE actor_id = ? AND ns = ? AND key = ?`, o.actor.ID, ns, key).Scan(&v)
+		err := o.b.st.kvGet.QueryRowContext(ctx, o.actor.ID, ns, key).Scan(&v)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("%w: key %q in %q", backend.ErrNotFound, key, ns)
 		}

@@ -110,6 +110,7 @@ type Backend struct {
 	w *sql.DB
 	// r is the read pool (query_only).
 	r   *sql.DB
+	st  statements
 	bus *bus
 
 	// life is held shared by every database operation and exclusively by
@@ -188,7 +189,54 @@ func (b *Backend) open(ctx context.Context) error {
 	if err := b.migrate(ctx); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
+	return b.st.prepare(ctx, b.w, b.r)
+}
+
+// statements are the hot paths' statements, parsed once: on the one writer
+// connection, and on each read connection that runs them.
+type statements struct {
+	fence, saveState, appendEvent, put *sql.Stmt // writer
+	loadState, kvGet, events           *sql.Stmt // readers
+}
+
+// sqlAppend assigns MAX+1; it runs in a write transaction, so no other
+// append comes between.
+const sqlAppend = `INSERT INTO actor_events (actor_id, seq, name, args, generation, created_at)
+VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM actor_events WHERE actor_id = ?1), ?2, ?3, ?4, ?5)
+RETURNING seq`
+
+func (st *statements) prepare(ctx context.Context, w, r *sql.DB) error {
+	for _, p := range []struct {
+		dst **sql.Stmt
+		db  *sql.DB
+		sql string
+	}{
+		{&st.fence, w, `SELECT owner_gen FROM actors WHERE actor_id = ? AND destroyed_at IS NULL`},
+		{&st.saveState, w, `INSERT INTO actor_state (actor_id, rev, generation, blob) VALUES (?, 1, ?, ?)
+ON CONFLICT (actor_id) DO UPDATE SET rev = rev + 1, generation = excluded.generation, blob = excluded.blob`},
+		{&st.appendEvent, w, sqlAppend},
+		{&st.put, w, `INSERT INTO actor_kv (actor_id, ns, key, value) VALUES (?, ?, ?, ?)
+ON CONFLICT (actor_id, ns, key) DO UPDATE SET value = excluded.value`},
+		{&st.loadState, r, `SELECT blob FROM actor_state WHERE actor_id = ?`},
+		{&st.kvGet, r, `SELECT value FROM actor_kv WHERE actor_id = ? AND ns = ? AND key = ?`},
+		{&st.events, r, `SELECT seq, name, args, generation, created_at FROM actor_events
+WHERE actor_id = ? AND seq > ? ORDER BY seq LIMIT ?`},
+	} {
+		stmt, err := p.db.PrepareContext(ctx, p.sql)
+		if err != nil {
+			return fmt.Errorf("prepare: %w", err)
+		}
+		*p.dst = stmt
+	}
 	return nil
+}
+
+func (st *statements) close() {
+	for _, s := range []*sql.Stmt{st.fence, st.saveState, st.appendEvent, st.put, st.loadState, st.kvGet, st.events} {
+		if s != nil {
+			s.Close()
+		}
+	}
 }
 
 // dsn is the modernc.org/sqlite DSN of the database file: WAL, and
@@ -487,8 +535,7 @@ func (b *Backend) Events(ctx context.Context, actorID string, after uint64, limi
 	if limit <= 0 {
 		limit = DefaultLimit
 	}
-	rows, err := b.r.QueryContext(ctx, `SELECT seq, name, args, generation, created_at FROM actor_events
-WHERE actor_id = ? AND seq > ? ORDER BY seq LIMIT ?`, actorID, int64(min(after, 1<<63-1)), limit)
+	rows, err := b.st.events.QueryContext(ctx, actorID, int64(min(after, 1<<63-1)), limit)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite backend: events of %s: %w", actorID, err)
 	}
@@ -593,6 +640,7 @@ func (b *Backend) Close() error {
 }
 
 func (b *Backend) closeDBs() []error {
+	b.st.close()
 	var errs []error
 	for _, db := range []*sql.DB{b.r, b.w} {
 		if db != nil {
