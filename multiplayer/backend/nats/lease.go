@@ -68,6 +68,19 @@ func (b *Backend) renew(ctx context.Context) (lost bool, err error) {
 	b.mu.Unlock()
 	val, _ := json.Marshal(leaseValue{Node: b.node, Epoch: epoch})
 	nrev, err := b.nodes.Update(ctx, b.nodeKey, val, rev)
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		// A renewal we gave up on may have landed after all: if the lease
+		// still carries our epoch, it is ours, at a newer revision.
+		e, gerr := b.nodes.Get(ctx, b.nodeKey)
+		if gerr != nil {
+			return errors.Is(gerr, jetstream.ErrKeyNotFound), fmt.Errorf("%w (then: %w)", err, gerr)
+		}
+		node, ep, perr := leaseEpoch(e)
+		if perr != nil || node != b.node || ep != epoch {
+			return true, err
+		}
+		nrev, err = b.nodes.Update(ctx, b.nodeKey, val, e.Revision())
+	}
 	if err != nil {
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound) {
 			return true, err
@@ -128,7 +141,8 @@ func (b *Backend) leaseLoop() {
 		if b.blockRenew.Load() {
 			err = errors.New("renewal blocked (test hook)")
 		} else {
-			ctx, cancel := context.WithDeadline(context.Background(), minTime(deadline, sent.Add(every)))
+			// A slow renewal is still good until the deadline.
+			ctx, cancel := context.WithDeadline(context.Background(), deadline)
 			lost, err = b.renew(ctx)
 			cancel()
 		}
@@ -147,13 +161,6 @@ func (b *Backend) leaseLoop() {
 			timer.Reset(min(every/4, time.Until(deadline)))
 		}
 	}
-}
-
-func minTime(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return a
-	}
-	return b
 }
 
 // fence stops trusting the lease: every Owner of this node is lost, and
