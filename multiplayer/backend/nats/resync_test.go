@@ -2,6 +2,7 @@ package natsbackend
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 )
@@ -53,5 +54,38 @@ func TestResyncAfterUnseenWrite(t *testing.T) {
 			default:
 			}
 		})
+	}
+}
+
+// TestRenewAdoptsLateRenewal: a renewal that timed out here but landed on
+// the server moves the lease to a revision this node has not seen; the next
+// renewal finds its own epoch there and carries on instead of fencing. A
+// lease with another epoch is lost.
+func TestRenewAdoptsLateRenewal(t *testing.T) {
+	s := startServer(t, "")
+	b := openNode(t, s, Options{LeaseTTL: 5 * time.Second})
+	b.blockRenew.Store(true) // the loop stays out of the way; no fence within 4 s
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	rewrite := func(epoch uint64) {
+		t.Helper()
+		b.mu.Lock()
+		rev := b.leaseRev
+		b.mu.Unlock()
+		val, _ := json.Marshal(leaseValue{Node: b.node, Epoch: epoch})
+		if _, err := b.nodes.Update(ctx, b.nodeKey, val, rev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.mu.Lock()
+	epoch := b.epoch
+	b.mu.Unlock()
+	rewrite(epoch) // our own renewal, unacknowledged
+	if lost, err := b.renew(ctx); lost || err != nil {
+		t.Fatalf("renew after our own late renewal: lost %v, %v", lost, err)
+	}
+	rewrite(epoch + 1000) // someone else's lease now
+	if lost, err := b.renew(ctx); !lost {
+		t.Fatalf("renew over a foreign epoch: lost %v, %v; want lost", lost, err)
 	}
 }
