@@ -510,7 +510,13 @@ func (b bus) Request(ctx context.Context, actorID string, req []byte) ([]byte, e
 		return nil, err
 	}
 	// The handler gets its own copy, as it would off a network.
-	return e.h(ctx, slices.Clone(req)), nil
+	resp := e.h(ctx, slices.Clone(req))
+	// An answer that comes after ctx ended is not delivered, as off a
+	// network.
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return resp, nil
 }
 
 func (b bus) Publish(ctx context.Context, actorID string, msg []byte) error {
