@@ -41,6 +41,9 @@ type instance[S, V any] struct {
 	stopping atomic.Bool
 	pubMu    sync.Mutex // Publish appends and fans out in Seq order
 
+	kickMu sync.Mutex
+	kicked map[string]string // conn id → close reason, set by Disconnect
+
 	// loop only
 	state       S
 	vars        V
@@ -391,6 +394,22 @@ func (in *instance[S, V]) handle(ctx context.Context, req *hostReq) *hostResp {
 		return &hostResp{}
 	case opWake:
 		return &hostResp{Gen: in.owner.Generation()}
+	case opAuthorize:
+		res := make(chan error, 1)
+		if err := in.post(ctx, func() { res <- in.authorize(ctx, req.Params) }); err != nil {
+			return errResp(err)
+		}
+		select {
+		case err := <-res:
+			if err != nil {
+				return errResp(err)
+			}
+			return &hostResp{}
+		case <-in.done:
+			return errResp(errStopping)
+		case <-ctx.Done():
+			return errResp(ctx.Err())
+		}
 	case opHello:
 		return in.hello(ctx, req)
 	default:
@@ -497,6 +516,12 @@ func (in *instance[S, V]) action(ctx context.Context, req *hostReq) *hostResp {
 		}
 		c := in.ctxFor(actx, conn)
 		in.touched = true
+		if req.Stateless {
+			if err := in.authorize(actx, req.Params); err != nil {
+				res <- result{nil, err}
+				return
+			}
+		}
 		if !act.long {
 			in.busy++
 			out, err := runAction(func() (any, error) { return act.turn(c, req.Args) })
@@ -525,6 +550,15 @@ func (in *instance[S, V]) action(ctx context.Context, req *hostReq) *hostResp {
 				in.log.Warn("action failed", "action", req.Name, "err", r.err)
 			}
 			return errResp(r.err)
+		}
+		// A connection the action disconnected gets no answer: its call
+		// fails with the close reason, as in Rivet (the close comes first).
+		in.kickMu.Lock()
+		reason, kicked := in.kicked[req.Conn]
+		delete(in.kicked, req.Conn)
+		in.kickMu.Unlock()
+		if kicked && req.Conn != "" {
+			return &hostResp{Kick: reason}
 		}
 		out, err := json.Marshal(r.out)
 		if err != nil {
@@ -565,6 +599,19 @@ func runAction(fn func() (any, error)) (out any, err error) {
 		}
 	}()
 	return fn()
+}
+
+// authorize runs OnBeforeConnect for a caller without a connection (a
+// stateless HTTP action, an events stream).
+func (in *instance[S, V]) authorize(ctx context.Context, params json.RawMessage) error {
+	if in.def.OnBeforeConnect == nil {
+		return nil
+	}
+	hctx, cancel := context.WithTimeout(ctx, in.opts.HookTimeout)
+	defer cancel()
+	c := in.ctxFor(hctx, &Conn{Params: params})
+	_, err := callHook(hctx, func() (struct{}, error) { return struct{}{}, in.def.OnBeforeConnect(c, params) })
+	return err
 }
 
 // arm sets a timer for a durable schedule of this actor.
@@ -775,6 +822,23 @@ func (c *base[S, V]) Logger() *slog.Logger { return c.in.log }
 // Conn is the connection that called the action (nil for a server-side or
 // scheduled call; a stateless HTTP call has a Conn with its params only).
 func (c *base[S, V]) Conn() *Conn { return c.conn }
+
+// Disconnect closes one connection; reason "group.code" reaches the
+// client as an ActorError with that group and code (Rivet's
+// conn.disconnect). The client reconnects unless it disposes.
+func (c *base[S, V]) Disconnect(conn *Conn, reason string) error {
+	if conn == nil || conn.ID == "" {
+		return nil
+	}
+	in := c.in
+	in.kickMu.Lock()
+	if in.kicked == nil {
+		in.kicked = map[string]string{}
+	}
+	in.kicked[conn.ID] = reason
+	in.kickMu.Unlock()
+	return in.rt.publishBusErr(in.rec.ID, &busMsg{T: "kick", Conn: conn.ID, Reason: reason})
+}
 
 // Broadcast sends an ephemeral event to every connection subscribed to
 // name (Rivet's c.broadcast): not stored, lost for clients away.

@@ -159,6 +159,8 @@ type Error struct {
 	Code     string
 	Message  string
 	Metadata any
+	// kick: a Disconnect by the actor (WebSocket close 1000, as Rivet).
+	kick bool
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("%s.%s: %s", e.Group, e.Code, e.Message) }
@@ -175,9 +177,10 @@ func UserError(code, message string, metadata any) error {
 // Errors of the runtime, as Rivet names them.
 var (
 	errActionNotFound = func(name string) *Error {
-		return &Error{Group: "action", Code: "not_found", Message: "action " + name + " not found"}
+		// As rivetkit 2.3's server answers (2.2's said action.not_found).
+		return &Error{Group: "actor", Code: "action_not_found", Message: "Action `" + name + "` was not found."}
 	}
-	errTimedOut     = &Error{Group: "action", Code: "timed_out", Message: "action timed out"}
+	errTimedOut     = &Error{Group: "actor", Code: "action_timed_out", Message: "action timed out"}
 	errInternal     = &Error{Group: "actor", Code: "internal_error", Message: "an internal error occurred"}
 	errStopping     = &Error{Group: "actor", Code: "stopping", Message: "actor stopping"}
 	errNotFound     = &Error{Group: "actor", Code: "not_found", Message: "actor not found"}

@@ -3,6 +3,7 @@ package multiplayer
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"sync"
 )
 
@@ -29,6 +30,9 @@ type clientConn interface {
 	// closeWith closes the connection with a reason the client turns into
 	// an ActorError (and reconnects).
 	closeWith(e *Error)
+	// attached: a connection the actor sees (OnConnect, keeps it awake);
+	// an events stream is not.
+	attached() bool
 }
 
 // frameCache holds one delivery's encoded frames, so a broadcast to a
@@ -116,6 +120,14 @@ func (h *hub) receive(msg []byte) {
 		for _, c := range h.snapshot() {
 			c.deliver(&m, &cache)
 		}
+	case "kick":
+		h.mu.Lock()
+		c := h.conns[m.Conn]
+		h.mu.Unlock()
+		if c != nil {
+			group, code, _ := strings.Cut(m.Reason, ".")
+			c.closeWith(&Error{Group: group, Code: code, Message: m.Reason, kick: true})
+		}
 	case "close":
 		e := errStopping
 		if m.Err != nil {
@@ -153,12 +165,15 @@ func (rt *Runtime) helloLoop() {
 		rt.mu.Unlock()
 		for _, h := range hubs {
 			conns := h.snapshot()
-			if len(conns) == 0 {
-				continue
-			}
 			req := &hostReq{Op: opHello, Node: node}
 			for _, c := range conns {
+				if !c.attached() {
+					continue
+				}
 				req.Conns = append(req.Conns, helloConn{ID: c.connID(), Params: c.connParams()})
+			}
+			if len(req.Conns) == 0 {
+				continue
 			}
 			ctx, cancel := context.WithTimeout(rt.ctx, rt.cfg.HelloInterval)
 			if _, err := rt.request(ctx, h.actorID, req); err != nil && rt.ctx.Err() == nil {

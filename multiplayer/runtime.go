@@ -452,6 +452,7 @@ const (
 	opDisconnect = "disconnect"
 	opWake       = "wake"
 	opHello      = "hello"
+	opAuthorize  = "authorize"
 )
 
 // hostReq is what a gateway (or Call) asks an actor's owner.
@@ -463,6 +464,9 @@ type hostReq struct {
 	Args   json.RawMessage `json:"args,omitempty"`
 	Params json.RawMessage `json:"params,omitempty"`
 	Conns  []helloConn     `json:"conns,omitempty"`
+	// Stateless marks a gateway's HTTP action: OnBeforeConnect authorises
+	// its params first, as for a connection.
+	Stateless bool `json:"stateless,omitempty"`
 }
 
 type helloConn struct {
@@ -474,6 +478,9 @@ type hostResp struct {
 	Output json.RawMessage `json:"output,omitempty"`
 	Err    *wireError      `json:"error,omitempty"`
 	Gen    uint64          `json:"gen,omitempty"`
+	// Kick: the action disconnected its own connection with this reason;
+	// the gateway closes it instead of answering.
+	Kick string `json:"kick,omitempty"`
 }
 
 // busMsg is what an owner publishes to the gateways: an event, or the
@@ -484,6 +491,9 @@ type busMsg struct {
 	Args json.RawMessage `json:"args,omitempty"`
 	Seq  uint64          `json:"seq,omitempty"`
 	Err  *wireError      `json:"err,omitempty"`
+	// kick: the connection and the close reason.
+	Conn   string `json:"conn,omitempty"`
+	Reason string `json:"reason,omitempty"`
 }
 
 type wireError struct {

@@ -131,7 +131,7 @@ func TestActionsAndErrors(t *testing.T) {
 		args                []any
 	}{
 		{"boom", "user", "boom", nil},
-		{"nope", "action", "not_found", nil},
+		{"nope", "actor", "action_not_found", nil},
 		{"secret", "actor", "internal_error", nil},
 		{"panic", "actor", "internal_error", nil},
 		{"inc", "action", "invalid_request", []any{"not a number"}},
@@ -191,7 +191,7 @@ func TestActionTimeout(t *testing.T) {
 	rt := newRuntime(t, memory.New(), nil, h, Options{ActionTimeout: 50 * time.Millisecond})
 	err := rt.Call(t.Context(), "counter", []string{"a"}, "wait", nil)
 	var e *Error
-	if !errors.As(err, &e) || e.Code != "timed_out" {
+	if !errors.As(err, &e) || e.Code != "action_timed_out" {
 		t.Fatalf("%v", err)
 	}
 	<-h.started

@@ -30,3 +30,46 @@ func CanonicalKey(key []string) string {
 	}
 	return b.String()
 }
+
+// ParseKey is the inverse of CanonicalKey (rivetkit's deserializeActorKey),
+// for keys that arrive serialised (GET /actors?key=, PUT /actors).
+func ParseKey(s string) []string {
+	if s == "/" || s == "" {
+		return []string{}
+	}
+	var (
+		parts []string
+		cur   strings.Builder
+		esc   bool
+		empty bool
+	)
+	for _, r := range s {
+		switch {
+		case esc:
+			if r == '0' {
+				empty = true
+			} else {
+				cur.WriteRune(r)
+			}
+			esc = false
+		case r == '\\':
+			esc = true
+		case r == '/':
+			if empty {
+				parts = append(parts, "")
+			} else {
+				parts = append(parts, cur.String())
+			}
+			cur.Reset()
+			empty = false
+		default:
+			cur.WriteRune(r)
+		}
+	}
+	if empty {
+		parts = append(parts, "")
+	} else {
+		parts = append(parts, cur.String())
+	}
+	return parts
+}

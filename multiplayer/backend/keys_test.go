@@ -29,3 +29,17 @@ func TestCanonicalKey(t *testing.T) {
 		seen[c] = k
 	}
 }
+
+func TestParseKeyInvertsCanonicalKey(t *testing.T) {
+	for _, k := range [][]string{{}, {""}, {"", ""}, {"a/b"}, {"a", "b"}, {`a\`, "b"}, {`a\/b`}, {"/"}, {"ws-1"}, {"ü", "日本"}} {
+		got := ParseKey(CanonicalKey(k))
+		if len(got) != len(k) {
+			t.Fatalf("%q → %q → %q", k, CanonicalKey(k), got)
+		}
+		for i := range k {
+			if got[i] != k[i] {
+				t.Fatalf("%q → %q → %q", k, CanonicalKey(k), got)
+			}
+		}
+	}
+}
