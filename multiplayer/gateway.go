@@ -766,8 +766,9 @@ func (s *sseConn) deliver(m *busMsg, _ *frameCache) {
 		// Behind: the next delivered event shows the gap, read from storage.
 	}
 }
+
 // closeWith is a no-op: an events stream outlives the actor's instances
 // (it reads storage and the bus, not the instance); it ends with its
 // request or the runtime.
 func (s *sseConn) closeWith(*Error) {}
-func (s *sseConn) attached() bool  { return false }
+func (s *sseConn) attached() bool   { return false }
