@@ -823,6 +823,20 @@ func (c *base[S, V]) Logger() *slog.Logger { return c.in.log }
 // scheduled call; a stateless HTTP call has a Conn with its params only).
 func (c *base[S, V]) Conn() *Conn { return c.conn }
 
+// Storage is an actor's own key-value storage: durable and fenced like its
+// state (a stale owner's writes fail), in namespaces. multiplayer/sessionstore
+// keeps a sandbox-agent SessionStore in it.
+type Storage interface {
+	Put(ctx context.Context, ns, key string, value []byte) error
+	Get(ctx context.Context, ns, key string) ([]byte, error)
+	Delete(ctx context.Context, ns, key string) error
+	List(ctx context.Context, ns, after string, limit int) ([]backend.Item, error)
+}
+
+// Storage is this actor's key-value storage, usable from any goroutine
+// while the instance lives.
+func (c *base[S, V]) Storage() Storage { return c.in.owner }
+
 // Disconnect closes one connection; reason "group.code" reaches the
 // client as an ActorError with that group and code (Rivet's
 // conn.disconnect). The client reconnects unless it disposes.
