@@ -324,6 +324,10 @@ func TestCrashLeftovers(t *testing.T) {
 	if err := o.Put(ctx, "sa.eventids", "ev-x", []byte(`{"sessionId":"other","eventIndex":1}`)); err != nil {
 		t.Fatal(err)
 	}
+	// A reference whose index another event took after the crash.
+	if err := o.Put(ctx, "sa.eventids", "ev-y", []byte(`{"sessionId":"s","eventIndex":1}`)); err != nil {
+		t.Fatal(err)
+	}
 
 	s2 := sessionstore.New(o)
 	if got := indexes(t, s2, "s", 2); !slices.Equal(got, []int64{1, 2, 3}) {
@@ -336,6 +340,10 @@ func TestCrashLeftovers(t *testing.T) {
 	ev.ID = "ev-x"
 	if got := insert(t, s2, "s", ev); got.EventIndex != 5 {
 		t.Errorf("id of a dangling reference: stored at %d, want 5", got.EventIndex)
+	}
+	ev.ID = "ev-y"
+	if got := insert(t, s2, "elsewhere", ev); got.EventIndex != 1 {
+		t.Errorf("id of a reference to another event: stored at %d, want 1", got.EventIndex)
 	}
 	ev.ID = "ev-3"
 	if got := insert(t, s2, "s", ev); got.EventIndex != 3 || string(got.Payload) != `{"n":3}` {
