@@ -49,7 +49,7 @@ conn.onOpen(() => {
 
 // A no-op round trip: once it returns, this tab's subscriptions are known to
 // the server (they are sent before queued actions on connect).
-mp.barrier = () => conn.barrier();
+mp.barrier = () => conn.getSessionInfo();
 mp.send = async (text) => {
 	return await conn.prompt({ userId, text });
 };
