@@ -53,6 +53,7 @@ type config struct {
 	clients   int
 	payload   int
 	rounds    int
+	roundWait time.Duration
 	actors    int
 	conc      int
 	settle    time.Duration
@@ -115,6 +116,7 @@ func run(args []string, stdout io.Writer) error {
 	fs.IntVar(&c.clients, "clients", 1000, "fanout: subscribed connections")
 	fs.IntVar(&c.payload, "payload", 1024, "fanout: broadcast payload bytes")
 	fs.IntVar(&c.rounds, "rounds", 20, "fanout: measured broadcasts")
+	fs.DurationVar(&c.roundWait, "round-wait", 10*time.Second, "fanout: a delivery not there this long after the send is lost")
 	fs.IntVar(&c.actors, "actors", 10000, "idle: actors to create")
 	fs.IntVar(&c.conc, "concurrency", 32, "idle/fanout: parallel creates or dials")
 	fs.DurationVar(&c.settle, "settle", 3*time.Second, "idle: wait after the last create before reading RSS")
@@ -246,12 +248,15 @@ func benchRTT(ctx context.Context, c config, h *HTTPClient, runID string, res *r
 		}
 	}
 	ds := make([]time.Duration, 0, c.rttN)
-	for range c.rttN {
+	for i := range c.rttN {
 		d, err := call()
 		if err != nil {
 			return err
 		}
 		ds = append(ds, d)
+		if (i+1)%500 == 0 {
+			slog.Info("rtt progress", "done", i+1, "p50_ms", msf(percentile(ds, 50)))
+		}
 	}
 	note := fmt.Sprintf("echo over one WebSocket, n=%d after %d warm-up", c.rttN, c.warmup)
 	res.add("rtt", "p50", msf(percentile(ds, 50)), "ms", note)
@@ -301,13 +306,34 @@ func mean(ds []time.Duration) time.Duration {
 	return sum / time.Duration(len(ds))
 }
 
-// fanRound collects one broadcast's deliveries.
+// fanRound collects one broadcast's deliveries. Readers of 1,000 sockets
+// add to it concurrently, and a late delivery may arrive while the round is
+// being summed, hence the mutex.
 type fanRound struct {
 	tag   int
 	t0    time.Time
-	times []time.Duration
-	n     atomic.Int64
+	want  int
 	done  chan struct{}
+	mu    sync.Mutex
+	times []time.Duration
+}
+
+func (r *fanRound) add(at time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.times) >= r.want {
+		return
+	}
+	r.times = append(r.times, at.Sub(r.t0))
+	if len(r.times) == r.want {
+		close(r.done)
+	}
+}
+
+func (r *fanRound) snapshot() []time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.times)
 }
 
 func benchFanout(ctx context.Context, c config, runID string, res *results) error {
@@ -327,13 +353,7 @@ func benchFanout(ctx context.Context, c config, runID string, res *results) erro
 		if json.Unmarshal(args, &a) != nil || len(a) == 0 || a[0].Tag == nil || *a[0].Tag != r.tag {
 			return
 		}
-		i := r.n.Add(1)
-		if int(i) <= len(r.times) {
-			r.times[i-1] = at.Sub(r.t0)
-		}
-		if int(i) == len(r.times) {
-			close(r.done)
-		}
+		r.add(at)
 	}
 
 	// The sender is not subscribed: it only triggers broadcasts. Dialled
@@ -398,42 +418,73 @@ func benchFanout(ctx context.Context, c config, runID string, res *results) erro
 		return dialErr
 	}
 	setup := time.Since(dialStart)
+	slog.Info("fanout clients ready", "clients", c.clients, "took", setup.Round(time.Millisecond))
 
 	var all []time.Duration
 	var rates, lasts []float64
+	lost := 0
 	// Round 0 is a warm-up and is not recorded.
 	for tag := 0; tag <= c.rounds; tag++ {
-		r := &fanRound{tag: tag, times: make([]time.Duration, c.clients), done: make(chan struct{})}
+		r := &fanRound{tag: tag, want: c.clients, times: make([]time.Duration, 0, c.clients), done: make(chan struct{})}
 		r.t0 = time.Now()
 		cur.Store(r)
 		actx, cancel := stepCtx(ctx, c)
 		_, err := sender.Action(actx, "fanout", c.payload, tag)
-		if err == nil {
-			select {
-			case <-r.done:
-			case <-actx.Done():
-				err = fmt.Errorf("round %d: %d of %d deliveries: %w", tag, r.n.Load(), c.clients, actx.Err())
-			}
+		if err != nil {
+			cancel()
+			return fmt.Errorf("round %d: %w", tag, err)
+		}
+		// A delivery that has not arrived within -round-wait counts as lost;
+		// the round's stats cover what did arrive.
+		select {
+		case <-r.done:
+		case <-time.After(c.roundWait):
+		case <-ctx.Done():
 		}
 		cancel()
-		if err != nil {
-			return err
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
-		if tag == 0 {
+		cur.Store(nil)
+		times := r.snapshot()
+		got := len(times)
+		if got < c.clients {
+			slog.Warn("fanout round incomplete", "round", tag, "delivered", got, "of", c.clients, "closed_conns", closedConns(conns))
+		}
+		if tag == 0 || got == 0 {
 			continue
 		}
-		last := slices.Max(r.times)
-		all = append(all, r.times...)
+		lost += c.clients - got
+		last := slices.Max(times)
+		slog.Info("fanout round", "round", tag, "delivered", got, "last_ms", msf(last))
+		all = append(all, times...)
 		lasts = append(lasts, msf(last))
-		rates = append(rates, float64(c.clients)/last.Seconds())
+		rates = append(rates, float64(got)/last.Seconds())
 	}
 	note := fmt.Sprintf("%d B to %d clients, %d rounds (+1 warm-up)", c.payload, c.clients, c.rounds)
 	res.add("fanout", "delivery p50", msf(percentile(all, 50)), "ms", note)
 	res.add("fanout", "delivery p99", msf(percentile(all, 99)), "ms", "")
 	res.add("fanout", "last delivery (median round)", medianF(lasts), "ms", "")
 	res.add("fanout", "events/s (median round)", medianF(rates), "ev/s", "clients / last delivery")
+	res.add("fanout", "deliveries lost", float64(lost), "", fmt.Sprintf("of %d; not there %v after the send; %d sockets closed", c.clients*c.rounds, c.roundWait, closedConns(conns)))
 	res.add("fanout", "setup", setup.Seconds(), "s", "dial+subscribe+barrier all clients")
 	return nil
+}
+
+// closedConns counts connections whose reader has stopped.
+func closedConns(conns []*Conn) int {
+	n := 0
+	for _, c := range conns {
+		if c == nil {
+			continue
+		}
+		select {
+		case <-c.done:
+			n++
+		default:
+		}
+	}
+	return n
 }
 
 func benchWake(ctx context.Context, c config, h *HTTPClient, runID string, res *results) error {
@@ -517,7 +568,7 @@ func benchIdle(ctx context.Context, c config, h *HTTPClient, runID string, res *
 	start := time.Now()
 	sem := make(chan struct{}, c.conc)
 	var wg sync.WaitGroup
-	var failed atomic.Int64
+	var failed, created atomic.Int64
 	var firstErr atomic.Pointer[error]
 	for i := range c.actors {
 		select {
@@ -534,6 +585,9 @@ func benchIdle(ctx context.Context, c config, h *HTTPClient, runID string, res *
 			if _, err := h.Action(actx, t, "increment", 1); err != nil {
 				failed.Add(1)
 				firstErr.CompareAndSwap(nil, &err)
+			}
+			if n := created.Add(1); n%1000 == 0 {
+				slog.Info("idle progress", "created", n, "elapsed", time.Since(start).Round(time.Millisecond))
 			}
 		})
 	}

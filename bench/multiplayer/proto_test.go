@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -103,6 +104,9 @@ func TestWSURL(t *testing.T) {
 func fakeGateway(t *testing.T) *httptest.Server {
 	t.Helper()
 	mux := http.NewServeMux()
+	// Subscribed sockets, for fanout broadcasts to every one of them.
+	var subsMu sync.Mutex
+	subs := map[*websocket.Conn]bool{}
 	mux.HandleFunc("/gateway/bench/connect", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("rvt-key") == "" {
 			http.Error(w, "no key", http.StatusBadRequest)
@@ -113,11 +117,15 @@ func fakeGateway(t *testing.T) *httptest.Server {
 			return
 		}
 		defer ws.CloseNow()
+		defer func() {
+			subsMu.Lock()
+			delete(subs, ws)
+			subsMu.Unlock()
+		}()
 		ctx := r.Context()
 		if ws.Write(ctx, websocket.MessageText, []byte(`{"body":{"tag":"Init","val":{"actorId":"a1","connectionId":"c1"}}}`)) != nil {
 			return
 		}
-		subscribed := false
 		for {
 			_, p, err := ws.Read(ctx)
 			if err != nil {
@@ -130,7 +138,9 @@ func fakeGateway(t *testing.T) *httptest.Server {
 			var out string
 			switch env.Body.Tag {
 			case "SubscriptionRequest":
-				subscribed = true
+				subsMu.Lock()
+				subs[ws] = true
+				subsMu.Unlock()
 				continue
 			case "ActionRequest":
 				var req struct {
@@ -142,15 +152,17 @@ func fakeGateway(t *testing.T) *httptest.Server {
 					return
 				}
 				switch req.Name {
+				case "barrier":
+					out = `{"body":{"tag":"ActionResponse","val":{"id":` + string(req.ID) + `,"output":true}}}`
 				case "echo":
 					out = `{"body":{"tag":"ActionResponse","val":{"id":` + string(req.ID) + `,"output":` + string(req.Args[0]) + `}}}`
 				case "fanout":
-					if subscribed {
-						ev := `{"body":{"tag":"Event","val":{"name":"fanout","args":[{"tag":` + string(req.Args[1]) + `,"pad":"xx"}]}}}`
-						if ws.Write(ctx, websocket.MessageText, []byte(ev)) != nil {
-							return
-						}
+					ev := `{"body":{"tag":"Event","val":{"name":"fanout","args":[{"tag":` + string(req.Args[1]) + `,"pad":"xx"}]}}}`
+					subsMu.Lock()
+					for s := range subs {
+						s.Write(ctx, websocket.MessageText, []byte(ev))
 					}
+					subsMu.Unlock()
 					out = `{"body":{"tag":"ActionResponse","val":{"id":` + string(req.ID) + `,"output":true}}}`
 				default:
 					out = `{"body":{"tag":"Error","val":{"group":"actor","code":"action_not_found","message":"no","actionId":` + string(req.ID) + `}}}`
@@ -266,5 +278,35 @@ func TestActionFailsWhenSocketCloses(t *testing.T) {
 	}
 	if ctx.Err() != nil {
 		t.Fatal("waited for the context instead of failing on close")
+	}
+}
+
+// TestBenchmarksAgainstFakeGateway runs the rtt and fanout benchmarks end to
+// end at a tiny size and checks the rows they produce.
+func TestBenchmarksAgainstFakeGateway(t *testing.T) {
+	srv := fakeGateway(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c := config{endpoint: srv.URL, rttN: 20, warmup: 2, httpN: 5, clients: 8, payload: 16, rounds: 3,
+		roundWait: 2 * time.Second, conc: 4, step: 2 * time.Second}
+	h := &HTTPClient{Endpoint: srv.URL, HTTP: srv.Client()}
+	res := &results{}
+	if err := benchRTT(ctx, c, h, "t", res); err != nil {
+		t.Fatal(err)
+	}
+	if err := benchFanout(ctx, c, "t", res); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, r := range res.Rows {
+		got[r.Bench+" "+r.Metric] = r.Value
+	}
+	for _, k := range []string{"rtt p50", "rtt p99", "rtt-http p50", "fanout delivery p50", "fanout events/s (median round)"} {
+		if got[k] <= 0 {
+			t.Errorf("%s = %v, want > 0 (rows %v)", k, got[k], res.Rows)
+		}
+	}
+	if lost := got["fanout deliveries lost"]; lost != 0 {
+		t.Errorf("lost %v deliveries", lost)
 	}
 }
