@@ -582,7 +582,16 @@ func benchIdle(ctx context.Context, c config, h *HTTPClient, runID string, res *
 			actx, cancel := stepCtx(ctx, c)
 			defer cancel()
 			t := Target{Name: "bench", Key: []string{fmt.Sprintf("idle-%s-%d", runID, i)}}
-			if _, err := h.Action(actx, t, "increment", 1); err != nil {
+			// rivetkit's engine answers route_resolve_query_timeout when
+			// creates pile up; a bounded retry keeps one slow create from
+			// voiding the measurement, and what still fails is reported.
+			var err error
+			for range 3 {
+				if _, err = h.Action(actx, t, "increment", 1); err == nil || ctx.Err() != nil {
+					break
+				}
+			}
+			if err != nil {
 				failed.Add(1)
 				firstErr.CompareAndSwap(nil, &err)
 			}
@@ -593,8 +602,12 @@ func benchIdle(ctx context.Context, c config, h *HTTPClient, runID string, res *
 	}
 	wg.Wait()
 	took := time.Since(start)
-	if n := failed.Load(); n > 0 {
-		return fmt.Errorf("%d of %d creates failed, first: %w", n, c.actors, *firstErr.Load())
+	nFailed := failed.Load()
+	if nFailed == int64(c.actors) {
+		return fmt.Errorf("all %d creates failed, first: %w", c.actors, *firstErr.Load())
+	}
+	if nFailed > 0 {
+		slog.Warn("some creates failed", "failed", nFailed, "first", *firstErr.Load())
 	}
 	select {
 	case <-time.After(c.settle):
@@ -609,7 +622,8 @@ func benchIdle(ctx context.Context, c config, h *HTTPClient, runID string, res *
 	res.add("idle", "RSS baseline", float64(base)/1024, "MiB", fmt.Sprintf("sum of VmRSS over pids %v", c.pids))
 	res.add("idle", "RSS after", float64(after)/1024, "MiB", fmt.Sprintf("%d actors, %v settle", c.actors, c.settle))
 	res.add("idle", "RSS delta", float64(delta)/1024, "MiB", "")
-	res.add("idle", "per actor", float64(delta)/float64(c.actors), "KiB", "")
-	res.add("idle", "create rate", float64(c.actors)/took.Seconds(), "actors/s", fmt.Sprintf("getOrCreate+increment over HTTP, %d in parallel", c.conc))
+	ok := c.actors - int(nFailed)
+	res.add("idle", "per actor", float64(delta)/float64(ok), "KiB", fmt.Sprintf("%d actors created, %d failed after 3 tries", ok, nFailed))
+	res.add("idle", "create rate", float64(ok)/took.Seconds(), "actors/s", fmt.Sprintf("getOrCreate+increment over HTTP, %d in parallel", c.conc))
 	return nil
 }
