@@ -51,7 +51,7 @@ func requireNode(t *testing.T) {
 }
 
 // serve runs compatactors on a fresh local backend over loopback HTTP.
-func serve(t *testing.T) string {
+func serve(t *testing.T, origins ...string) string {
 	t.Helper()
 	b, err := sqlite.Open(t.Context(), sqlite.Options{Dir: t.TempDir()})
 	if err != nil {
@@ -59,7 +59,7 @@ func serve(t *testing.T) string {
 	}
 	reg := multiplayer.NewRegistry()
 	compatactors.Register(reg, compatactors.Options{})
-	rt, err := multiplayer.Open(context.Background(), reg, multiplayer.Config{Backend: b, Logger: slog.New(slog.DiscardHandler)})
+	rt, err := multiplayer.Open(context.Background(), reg, multiplayer.Config{Backend: b, Logger: slog.New(slog.DiscardHandler), AllowedOrigins: origins})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,11 +135,13 @@ func TestConformanceMatrix(t *testing.T) {
 }
 
 // TestBrowserTwoTabs: the docs' browser code in headless Chromium, two
-// tabs on one workspace, no request leaving the origin.
+// tabs on one workspace, the page on another origin (allowed by
+// AllowedOrigins: CORS with credentials in a real browser), no request to
+// a third origin.
 func TestBrowserTwoTabs(t *testing.T) {
 	requireNode(t)
 	need(t, "/usr/bin/chromium", exists("/usr/bin/chromium"))
-	endpoint := serve(t)
+	endpoint := serve(t, "*")
 	checks := runScript(t, "browser/browser.mjs", endpoint)
 	for _, c := range checks {
 		if !c.OK {

@@ -22,6 +22,10 @@ const { values: flags, positionals } = parseArgs({
 		client: { type: "string", default: "rivetkit" },
 		"step-timeout-ms": { type: "string", default: "10000" },
 		"key-prefix": { type: "string", default: "ws" },
+		// --server go: the Go runtime's values are plain JSON, so a
+		// Uint8Array reaches a Go action (and comes back) as its base64
+		// string (docs/multiplayer.md, "Differences from Rivet").
+		server: { type: "string", default: "rivetkit" },
 	},
 });
 const endpoint = positionals[0];
@@ -148,6 +152,7 @@ const expectedTricky = {
 	float: 1.5,
 	neg: -42,
 };
+if (flags.server === "go") expectedTricky.bytes = Buffer.from(expectedTricky.bytes).toString("base64");
 
 // Normalise a decoded value so Buffer vs Uint8Array and ArrayBuffer views do
 // not count as differences, while everything else must match exactly.
