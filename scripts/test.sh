@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command: installs and starts everything the tests need on
-# a fresh machine (npm packages for the TypeScript SDK compat suite, a
+# a fresh machine (npm packages for the TypeScript SDK and rivetkit compat
+# suites, Debian Chromium for the browser tests, a
 # throw-away PostgreSQL 15 run as a non-root user), then vets, runs staticcheck and every
 # Go test with the race detector.
 set -euo pipefail
@@ -16,6 +17,24 @@ if ! (cd compat && npm ci --no-audit --no-fund --loglevel=error); then
   echo "npm ci failed: the npm registry must be reachable to install the pinned TypeScript SDK" >&2
   exit 1
 fi
+
+step "npm ci (multiplayer/compat: the official rivetkit client 2.3.19, 2.2.1, 2.0.33, playwright-core; pinned)"
+if ! (cd multiplayer/compat && npm ci --no-audit --no-fund --loglevel=error); then
+  echo "npm ci failed: the npm registry must be reachable to install the pinned rivetkit clients" >&2
+  exit 1
+fi
+
+step "Chromium (Debian) for the browser tests"
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null ||
+      { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }
+  else
+    echo "chromium is missing and this is not root: install it with 'apt-get install chromium'" >&2
+    [ "${CI:-}" = true ] && exit 1
+  fi
+fi
+[ -x /usr/bin/chromium ] && /usr/bin/chromium --version
 
 step "PostgreSQL for the persistence conformance suite"
 pg_env=$(scripts/pg-test-server.sh start)
@@ -53,6 +72,7 @@ fuzz() { go test -run '^$' -fuzz "^$1\$" -fuzztime "$3" -fuzzminimizetime 5s "$2
 fuzz FuzzResolvePath ./internal/fsapi "${FUZZ_RESOLVE:-100000x}"
 fuzz FuzzExtract ./internal/fsapi "${FUZZ_EXTRACT:-10000x}"
 fuzz FuzzParseMatchesDecoder ./acp "${FUZZ_PARSE:-300000x}"
+fuzz FuzzDecodeToServer ./multiplayer/internal/wire "${FUZZ_WIRE:-100000x}"
 
 step "static build"
 CGO_ENABLED=0 go build -o /dev/null ./cmd/sandbox-agent

@@ -179,3 +179,34 @@ func exists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
 }
+
+// The page's rivetkit-client.js is the pinned rivetkit browser build,
+// bundled (multiplayer/compat/browser/serve.mjs --out): a fresh bundle from
+// the npm package must be byte-identical, so the vendored file cannot drift
+// from the version the conformance tests pin.
+func TestBundleIsThePinnedRivetkit(t *testing.T) {
+	compat, _ := filepath.Abs("../../multiplayer/compat")
+	if _, err := os.Stat(filepath.Join(compat, "node_modules/rivetkit")); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("multiplayer/compat/node_modules missing")
+		}
+		t.Skip("needs multiplayer/compat/node_modules")
+	}
+	out := t.TempDir()
+	cmd := exec.CommandContext(t.Context(), "node", "browser/serve.mjs", "--out", out)
+	cmd.Dir = compat
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	fresh, err := os.ReadFile(filepath.Join(out, "rivetkit-client.js"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vendored, err := os.ReadFile("web/rivetkit-client.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(fresh) != string(vendored) {
+		t.Fatalf("web/rivetkit-client.js (%d bytes) differs from a fresh bundle (%d bytes): regenerate with `node browser/serve.mjs --out` in multiplayer/compat", len(vendored), len(fresh))
+	}
+}
