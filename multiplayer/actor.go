@@ -83,7 +83,7 @@ func (d *Def[S, V]) has(action string) bool {
 func (d *Def[S, V]) start(ctx context.Context, rt *Runtime, owner backend.Owner) (host, error) {
 	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	in := &instance[S, V]{rt: rt, def: d, opts: d.Options.withDefaults(), owner: owner, rec: owner.Actor(),
-		clock: rt.clock, turns: make(chan func(), 256), done: make(chan struct{}), ctx: actx, cancel: cancel,
+		clock: rt.clock, turns: make(chan func(), 16), done: make(chan struct{}), ctx: actx, cancel: cancel,
 		conns: map[string]*Conn{}, schedTimers: map[string]*quartz.Timer{}}
 	in.log = rt.log.With("actor", d.Name, "actor_id", in.rec.ID, "generation", owner.Generation())
 	ready := make(chan error, 1)
