@@ -40,10 +40,15 @@ export async function bundleClient() {
 	return out.outputFiles[0].text;
 }
 
+// The page is the example's (examples/multiplayer/web): one copy, driven
+// here against rivetkit's server and the Go runtime, and served by the Go
+// example itself.
+const page = join(here, "..", "..", "..", "examples", "multiplayer", "web");
+
 export async function pageFiles() {
 	return {
-		"/index.html": { type: "text/html; charset=utf-8", body: readFileSync(join(here, "index.html")) },
-		"/app.js": { type: "text/javascript; charset=utf-8", body: readFileSync(join(here, "app.js")) },
+		"/index.html": { type: "text/html; charset=utf-8", body: readFileSync(join(page, "index.html")) },
+		"/app.js": { type: "text/javascript; charset=utf-8", body: readFileSync(join(page, "app.js")) },
 		"/rivetkit-client.js": { type: "text/javascript; charset=utf-8", body: await bundleClient() },
 	};
 }
