@@ -7,31 +7,22 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/sandbox-agent-go/sandbox-agent/bench/internal/stats"
 )
 
-// percentile returns the p-th percentile (0..100) of xs by nearest rank.
+// percentile returns the p-th percentile (0..100) of xs by nearest rank
+// (NaN for none).
 func percentile(xs []float64, p float64) float64 {
-	if len(xs) == 0 {
+	v, ok := stats.Percentile(xs, p)
+	if !ok {
 		return math.NaN()
 	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	rank := int(math.Ceil(p/100*float64(len(s)))) - 1
-	return s[max(0, min(rank, len(s)-1))]
+	return v
 }
 
 // median interpolates between the two middle values of an even count.
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return math.NaN()
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
+func median(xs []float64) float64 { return stats.Median(xs) }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 

@@ -3,37 +3,23 @@ package main
 import (
 	"bufio"
 	"fmt"
-	"math"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sandbox-agent-go/sandbox-agent/bench/internal/stats"
 )
 
-// percentile returns the p-th percentile (0..100) of ds by nearest rank.
+// percentile returns the p-th percentile (0..100) of ds by nearest rank
+// (0 for none).
 func percentile(ds []time.Duration, p float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	rank := int(math.Ceil(p/100*float64(len(s)))) - 1
-	return s[max(0, min(rank, len(s)-1))]
+	v, _ := stats.Percentile(ds, p)
+	return v
 }
 
 // medianF is the median of xs (mean of the middle two for an even count).
-func medianF(xs []float64) float64 {
-	if len(xs) == 0 {
-		return math.NaN()
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
+func medianF(xs []float64) float64 { return stats.Median(xs) }
 
 func msf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
