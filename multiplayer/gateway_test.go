@@ -302,3 +302,57 @@ func TestEventsResumeFromSequence(t *testing.T) {
 		}
 	}
 }
+
+// A client on node 2 of a World reaches the actor owned by node 1: its
+// actions are routed to the owner and the owner's broadcasts come back.
+func TestGatewayOnAnotherNode(t *testing.T) {
+	w := memory.NewWorld()
+	var urls []string
+	var rts []*Runtime
+	for range 2 {
+		reg := NewRegistry()
+		Register(reg, chatDef())
+		rt, err := Open(context.Background(), reg, Config{Backend: w.Node(""), Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(rt.Handler())
+		t.Cleanup(func() {
+			_ = rt.Close()
+			srv.CloseClientConnections()
+			srv.Close()
+		})
+		urls, rts = append(urls, srv.URL), append(rts, rt)
+	}
+	// Node 1 owns it (first call there).
+	if err := rts[0].Call(t.Context(), "chat", []string{"room"}, "shout", nil, "warm"); err != nil {
+		t.Fatal(err)
+	}
+	ws, _ := dial(t, urls[1], "rivet_encoding.json", okParams)
+	write(t, ws, `{"body":{"tag":"SubscriptionRequest","val":{"eventName":"shouted","subscribe":true}}}`)
+	write(t, ws, `{"body":{"tag":"ActionRequest","val":{"id":["$BigInt","0"],"name":"shout","args":["via node 2"]}}}`)
+	if ev := read(t, ws); ev["tag"] != "Event" || ev["args"].([]any)[0] != "VIA NODE 2" {
+		t.Fatalf("event %v", ev)
+	}
+	if resp := read(t, ws); resp["tag"] != "ActionResponse" {
+		t.Fatalf("response %v", resp)
+	}
+	rts[0].mu.Lock()
+	_, onFirst := rts[0].hosts[actorIDOf(t, w)]
+	rts[0].mu.Unlock()
+	rts[1].mu.Lock()
+	_, onSecond := rts[1].hosts[actorIDOf(t, w)]
+	rts[1].mu.Unlock()
+	if !onFirst || onSecond {
+		t.Fatalf("instance on node 1: %v, on node 2: %v", onFirst, onSecond)
+	}
+}
+
+func actorIDOf(t *testing.T, w *memory.World) string {
+	t.Helper()
+	a, err := w.Node("peek").Get(t.Context(), "chat", []string{"room"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a.ID
+}
