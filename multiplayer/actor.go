@@ -58,6 +58,9 @@ type instance[S, V any] struct {
 	// touched: a turn ran actor code that may have changed the state;
 	// only then is a save armed (internal turns do not re-arm it forever).
 	touched bool
+	// active: a turn served a caller since the idle timer was armed; the
+	// actor sleeps after SleepTimeout of continuous idleness, so it re-arms.
+	active bool
 }
 
 type kind interface {
@@ -176,24 +179,16 @@ func (in *instance[S, V]) wake(ctx context.Context) error {
 	return nil
 }
 
-// callHook runs fn, giving up (not killing it: Go cannot) at ctx's end.
+// callHook runs a hook on the loop, its ctx (bounded by HookTimeout)
+// cancelled at the deadline, and waits for it: a hook left running on
+// another goroutine would touch the state beside the next turns. A hook
+// that ignores its context holds the actor up.
 func callHook[T any](ctx context.Context, fn func() (T, error)) (T, error) {
-	type res struct {
-		v   T
-		err error
+	v, err := fn()
+	if err == nil && ctx.Err() != nil {
+		err = ctx.Err()
 	}
-	ch := make(chan res, 1)
-	go func() {
-		v, err := fn()
-		ch <- res{v, err}
-	}()
-	select {
-	case r := <-ch:
-		return r.v, r.err
-	case <-ctx.Done():
-		var zero T
-		return zero, ctx.Err()
-	}
+	return v, err
 }
 
 // post queues fn as a turn; errStopping once the actor is shutting down.
@@ -213,6 +208,9 @@ func (in *instance[S, V]) post(ctx context.Context, fn func()) error {
 
 // afterTurn arms the save throttle and the idle timer.
 func (in *instance[S, V]) afterTurn() {
+	if in.touched {
+		in.active = true
+	}
 	if in.touched && !in.saveArmed {
 		in.touched = false
 		in.saveArmed = true
@@ -238,8 +236,12 @@ func (in *instance[S, V]) checkIdle() {
 		return
 	}
 	if in.idleTimer != nil {
-		return
+		if !in.active {
+			return
+		}
+		in.idleTimer.Stop()
 	}
+	in.active = false
 	in.idleGen++
 	gen := in.idleGen
 	in.idleTimer = in.clock.AfterFunc(in.opts.SleepTimeout, func() {
@@ -426,7 +428,10 @@ func (in *instance[S, V]) hello(ctx context.Context, req *hostReq) *hostResp {
 		listed := map[string]bool{}
 		for _, h := range req.Conns {
 			listed[h.ID] = true
-			if _, ok := in.conns[h.ID]; !ok {
+			// Only a connection made to an earlier instance is reattached:
+			// one of this generation that we lack has disconnected (a hello
+			// read before its disconnect is stale).
+			if _, ok := in.conns[h.ID]; !ok && h.Gen < in.owner.Generation() {
 				c := &Conn{ID: h.ID, Params: h.Params, node: req.Node}
 				in.conns[h.ID] = c
 				if in.def.OnConnect != nil {
@@ -509,7 +514,15 @@ func (in *instance[S, V]) action(ctx context.Context, req *hostReq) *hostResp {
 		err error
 	}
 	res := make(chan result, 1)
+	var started atomic.Bool
 	err := in.post(actx, func() {
+		if actx.Err() != nil {
+			// The caller gave up while the turn waited: do not run it (a
+			// retry would run it twice).
+			res <- result{nil, errTimedOut}
+			return
+		}
+		started.Store(true)
 		conn := in.conns[req.Conn]
 		if conn == nil && req.Params != nil {
 			conn = &Conn{Params: req.Params}
@@ -535,9 +548,7 @@ func (in *instance[S, V]) action(ctx context.Context, req *hostReq) *hostResp {
 		go func() {
 			out, err := runAction(func() (any, error) { return act.run(&AsyncCtx[S, V]{base: c.base}, req.Args) })
 			res <- result{out, err}
-			if in.post(context.Background(), func() { in.busy-- }) != nil {
-				return
-			}
+			_ = in.post(context.Background(), func() { in.busy-- })
 		}()
 	})
 	if err != nil {
@@ -545,44 +556,52 @@ func (in *instance[S, V]) action(ctx context.Context, req *hostReq) *hostResp {
 	}
 	select {
 	case r := <-res:
-		if r.err != nil {
-			if !isPublic(r.err) {
-				in.log.Warn("action failed", "action", req.Name, "err", r.err)
-			}
-			return errResp(r.err)
-		}
-		// A connection the action disconnected gets no answer: its call
-		// fails with the close reason, as in Rivet (the close comes first).
-		in.kickMu.Lock()
-		reason, kicked := in.kicked[req.Conn]
-		delete(in.kicked, req.Conn)
-		in.kickMu.Unlock()
-		if kicked && req.Conn != "" {
-			return &hostResp{Kick: reason}
-		}
-		out, err := json.Marshal(r.out)
-		if err != nil {
-			in.log.Warn("action output is not JSON", "action", req.Name, "err", err)
-			return errResp(errInternal)
-		}
-		return &hostResp{Output: out}
+		return in.answer(req, r.out, r.err)
 	case <-in.done:
+		if !started.Load() {
+			// Never ran: the caller retries on the next instance.
+			return errResp(errStopping)
+		}
+		// It ran (a turn: its result is there) or runs (a long action goes
+		// on after the shutdown): its own answer, never a retry, which
+		// would run it twice.
 		select {
 		case r := <-res:
-			if r.err == nil {
-				if out, err := json.Marshal(r.out); err == nil {
-					return &hostResp{Output: out}
-				}
-			}
-		default:
+			return in.answer(req, r.out, r.err)
+		case <-actx.Done():
+			return errResp(errAborted)
 		}
-		return errResp(errStopping)
 	case <-actx.Done():
 		if ctx.Err() != nil {
 			return errResp(ctx.Err())
 		}
 		return errResp(errTimedOut)
 	}
+}
+
+// answer turns an action's result into its response.
+func (in *instance[S, V]) answer(req *hostReq, out any, err error) *hostResp {
+	if err != nil {
+		if !isPublic(err) {
+			in.log.Warn("action failed", "action", req.Name, "err", err)
+		}
+		return errResp(err)
+	}
+	// A connection the action disconnected gets no answer: its call
+	// fails with the close reason, as in Rivet (the close comes first).
+	in.kickMu.Lock()
+	reason, kicked := in.kicked[req.Conn]
+	delete(in.kicked, req.Conn)
+	in.kickMu.Unlock()
+	if kicked && req.Conn != "" {
+		return &hostResp{Kick: reason}
+	}
+	raw, err := json.Marshal(out)
+	if err != nil {
+		in.log.Warn("action output is not JSON", "action", req.Name, "err", err)
+		return errResp(errInternal)
+	}
+	return &hostResp{Output: raw}
 }
 
 func isPublic(err error) bool {
@@ -875,7 +894,7 @@ func (c *base[S, V]) Publish(name string, args ...any) (uint64, error) {
 	in := c.in
 	in.pubMu.Lock()
 	defer in.pubMu.Unlock()
-	ev, err := in.owner.Append(in.ctx, name, raw)
+	ev, err := in.owner.Append(c.ctx, name, raw)
 	if err != nil {
 		if errors.Is(err, backend.ErrFenced) {
 			_ = in.postLater(func() {

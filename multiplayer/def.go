@@ -29,7 +29,7 @@ type Options struct {
 	// once per interval after turns that changed it, and at sleep.
 	StateSaveInterval time.Duration
 	// ActionTimeout bounds one action; the caller then gets
-	// ("action","timed_out"). A turn that overruns keeps the actor busy
+	// actor.action_timed_out. A turn that overruns keeps the actor busy
 	// until it returns: Go cannot preempt it, so its ctx is cancelled.
 	ActionTimeout time.Duration
 	// HookTimeout bounds CreateVars, OnWake, OnBeforeConnect and
@@ -183,6 +183,7 @@ var (
 	errTimedOut     = &Error{Group: "actor", Code: "action_timed_out", Message: "action timed out"}
 	errInternal     = &Error{Group: "actor", Code: "internal_error", Message: "an internal error occurred"}
 	errStopping     = &Error{Group: "actor", Code: "stopping", Message: "actor stopping"}
+	errAborted      = &Error{Group: "actor", Code: "aborted", Message: "the actor stopped while the action ran"}
 	errNotFound     = &Error{Group: "actor", Code: "not_found", Message: "actor not found"}
 	errDuplicateKey = &Error{Group: "actor", Code: "duplicate_key", Message: "an actor with this key exists"}
 )

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -47,6 +49,10 @@ func (rt *Runtime) Handler() http.Handler {
 // refused, so a page on another site cannot drive the actors.
 func (rt *Runtime) cors(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !rt.hostAllowed(r.Host) {
+			writeHTTPError(w, http.StatusForbidden, &Error{Group: "auth", Code: "forbidden", Message: "host " + r.Host + " is not allowed (Config.AllowedHosts)"})
+			return
+		}
 		origin := r.Header.Get("Origin")
 		if origin != "" {
 			if !rt.originAllowed(origin, r.Host) {
@@ -70,6 +76,25 @@ func (rt *Runtime) cors(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// hostAllowed: IP literals and localhost always (a rebinding attack needs
+// a DNS name), other names only when listed.
+func (rt *Runtime) hostAllowed(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.Trim(host, "[]"), ".")
+	if host == "" || net.ParseIP(host) != nil || strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
+		return true
+	}
+	for _, h := range rt.cfg.AllowedHosts {
+		if strings.EqualFold(h, host) {
+			return true
+		}
+	}
+	return false
 }
 
 func (rt *Runtime) originAllowed(origin, host string) bool {
@@ -320,7 +345,11 @@ func (rt *Runtime) serveConnect(w http.ResponseWriter, r *http.Request) {
 		case strings.HasPrefix(p, "rivet_encoding."):
 			encName = strings.TrimPrefix(p, "rivet_encoding.")
 		case strings.HasPrefix(p, "rivet_conn_params."):
-			paramsRaw, _ = url.PathUnescape(strings.TrimPrefix(p, "rivet_conn_params."))
+			raw, err := url.PathUnescape(strings.TrimPrefix(p, "rivet_conn_params."))
+			if err != nil {
+				raw = "\x00" // not JSON: refused as params.invalid below
+			}
+			paramsRaw = raw
 		}
 	}
 	if encName == "" {
@@ -344,7 +373,8 @@ func (rt *Runtime) serveConnect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := &wsConn{rt: rt, ws: ws, enc: enc, version: wire.InitVersion, id: uuid.NewString(),
-		out: make(chan outFrame, rt.cfg.MaxOutgoing), subs: map[string]bool{}, closed: make(chan struct{})}
+		out: make(chan outFrame, rt.cfg.MaxOutgoing), subs: map[string]bool{}, closed: make(chan struct{}),
+		actions: make(chan struct{}, maxActionsInFlight)}
 	c.serve(r.Context(), r, paramsRaw)
 }
 
@@ -359,6 +389,11 @@ func offeredSubprotocols(r *http.Request) []string {
 	}
 	return out
 }
+
+// maxActionsInFlight bounds one connection's concurrent actions (each
+// holds its arguments until it ends); more are refused with
+// actor.too_many_actions.
+const maxActionsInFlight = 64
 
 // closeWS closes with a reason the client turns into an ActorError
 // (group.code).
@@ -375,6 +410,10 @@ func closeWS(ws *websocket.Conn, e *Error) {
 	reason := e.Group + "." + e.Code
 	if e.kick {
 		code, reason = websocket.StatusNormalClosure, e.Message
+	}
+	// A close reason longer than 123 bytes is dropped by the protocol.
+	if len(reason) > 123 {
+		reason = reason[:123]
 	}
 	_ = ws.Close(code, reason)
 }
@@ -393,6 +432,8 @@ type wsConn struct {
 	params  json.RawMessage
 	actorID string
 	hub     *hub
+	gen     atomic.Uint64 // generation of the instance it connected to
+	actions chan struct{} // bounds the actions in flight
 
 	out       chan outFrame
 	closeOnce sync.Once
@@ -405,6 +446,7 @@ type wsConn struct {
 }
 
 func (c *wsConn) attached() bool              { return true }
+func (c *wsConn) connGen() uint64             { return c.gen.Load() }
 func (c *wsConn) connID() string              { return c.id }
 func (c *wsConn) connParams() json.RawMessage { return c.params }
 
@@ -438,6 +480,7 @@ func (c *wsConn) serve(ctx context.Context, r *http.Request, paramsRaw string) {
 		c.fail(err)
 		return
 	}
+	c.gen.Store(resp.Gen)
 	defer func() {
 		dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer dcancel()
@@ -449,9 +492,11 @@ func (c *wsConn) serve(ctx context.Context, r *http.Request, paramsRaw string) {
 		c.writeLoop(ctx)
 	}()
 	defer func() { <-writerDone }()
+	var inflight sync.WaitGroup
+	defer inflight.Wait()
 	defer cancel()
 	c.send(wire.ToClient{Kind: wire.Init, ActorID: a.ID, ConnectionID: c.id}, wire.InitVersion)
-	c.readLoop(ctx)
+	c.readLoop(ctx, &inflight)
 }
 
 // fail reports a connection-level error (actionId null) and closes.
@@ -558,9 +603,10 @@ func (c *wsConn) writeLoop(ctx context.Context) {
 	}
 }
 
-func (c *wsConn) readLoop(ctx context.Context) {
-	var inflight sync.WaitGroup
-	defer inflight.Wait()
+// readLoop reads until the socket ends; the actions it started are
+// waited for by serve, after their context is cancelled: a closed socket
+// disconnects at once (its in-flight actions see their context end).
+func (c *wsConn) readLoop(ctx context.Context, inflight *sync.WaitGroup) {
 	for {
 		_, frame, err := c.readFrame(ctx)
 		if err != nil {
@@ -591,7 +637,18 @@ func (c *wsConn) readLoop(ctx context.Context) {
 			}
 			c.mu.Unlock()
 		case wire.Action:
-			inflight.Go(func() { c.action(ctx, msg, version) })
+			select {
+			case c.actions <- struct{}{}:
+			default:
+				id := msg.ID
+				c.send(wire.ToClient{Kind: wire.Error, Group: "actor", Code: "too_many_actions",
+					Message: fmt.Sprintf("more than %d actions in flight on one connection", cap(c.actions)), ActionID: &id}, version)
+				continue
+			}
+			inflight.Go(func() {
+				defer func() { <-c.actions }()
+				c.action(ctx, msg, version)
+			})
 		}
 	}
 }
@@ -642,9 +699,11 @@ func (c *wsConn) action(ctx context.Context, msg wire.ToServer, version uint16) 
 // EventSource cannot set headers).
 func (rt *Runtime) serveEvents(w http.ResponseWriter, r *http.Request) {
 	since := uint64(0)
-	s := r.URL.Query().Get("since")
+	// Last-Event-ID first: EventSource reconnects to the same URL (with
+	// its ?since=) and says where it got to in the header.
+	s := r.Header.Get("Last-Event-ID")
 	if s == "" {
-		s = r.Header.Get("Last-Event-ID")
+		s = r.URL.Query().Get("since")
 	}
 	if s != "" {
 		n, err := strconv.ParseUint(s, 10, 64)
@@ -673,73 +732,82 @@ func (rt *Runtime) serveEvents(w http.ResponseWriter, r *http.Request) {
 		writeHTTPError(w, 0, err)
 		return
 	}
-	flusher, ok := w.(http.Flusher)
-	if !ok {
-		writeHTTPError(w, http.StatusInternalServerError, errInternal)
-		return
-	}
-	sc := &sseConn{id: uuid.NewString(), live: make(chan *busMsg, rt.cfg.MaxOutgoing)}
+	sc := &sseConn{id: uuid.NewString(), live: make(chan *busMsg, rt.cfg.MaxOutgoing), behind: make(chan struct{}, 1)}
 	h, err := rt.join(a.ID, sc)
 	if err != nil {
 		writeHTTPError(w, 0, err)
 		return
 	}
 	defer h.leave(sc)
+	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
-	flusher.Flush()
-	write := func(seq uint64, name string, args json.RawMessage) bool {
-		if seq <= since {
+	// Every write is bounded: a client that stops reading is dropped.
+	flush := func() bool {
+		_ = rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		return rc.Flush() == nil
+	}
+	if !flush() {
+		return
+	}
+	send := func(e backend.Event) bool {
+		if e.Seq <= since {
 			return true // already sent (replay and live overlap)
 		}
-		since = seq
-		_, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", seq, name, args)
+		since = e.Seq
+		_ = rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		_, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.Seq, e.Name, e.Args)
 		return err == nil
 	}
-	// Replay what is stored, then switch to live; live events that the
-	// replay already covered are dropped by seq.
-	for {
-		evs, err := rt.b.Events(r.Context(), a.ID, since, 500)
-		if err != nil {
-			return
-		}
-		for _, e := range evs {
-			if !write(e.Seq, e.Name, e.Args) {
-				return
+	// catchUp reads storage from since to its end (or to upto), in pages.
+	catchUp := func(upto uint64) bool {
+		for upto == 0 || since < upto {
+			evs, err := rt.b.Events(r.Context(), a.ID, since, 500)
+			if err != nil {
+				return false
+			}
+			for _, e := range evs {
+				if upto != 0 && e.Seq > upto {
+					break
+				}
+				if !send(e) {
+					return false
+				}
+			}
+			if len(evs) < 500 {
+				break
 			}
 		}
-		flusher.Flush()
-		if len(evs) < 500 {
-			break
-		}
+		return flush()
+	}
+	// Replay what is stored, then live; live events the replay covered are
+	// dropped by seq, and a gap (this stream fell behind) is read from
+	// storage, so nothing is lost or repeated.
+	if !catchUp(0) {
+		return
 	}
 	keep := time.NewTicker(15 * time.Second)
 	defer keep.Stop()
 	for {
 		select {
 		case m := <-sc.live:
-			if m.Seq > since+1 {
-				// A gap (this stream fell behind): read it from storage.
-				evs, err := rt.b.Events(r.Context(), a.ID, since, int(m.Seq-since-1))
-				if err != nil {
-					return
-				}
-				for _, e := range evs {
-					if !write(e.Seq, e.Name, e.Args) {
-						return
-					}
-				}
-			}
-			if !write(m.Seq, m.Name, m.Args) {
+			if m.Seq > since+1 && !catchUp(m.Seq-1) {
 				return
 			}
-			flusher.Flush()
+			if !send(backend.Event{Seq: m.Seq, Name: m.Name, Args: m.Args}) || !flush() {
+				return
+			}
+		case <-sc.behind:
+			// The live queue overflowed: storage has what it dropped.
+			if !catchUp(0) {
+				return
+			}
 		case <-keep.C:
-			if _, err := io.WriteString(w, ": keep-alive\n\n"); err != nil {
+			_ = rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			if _, err := io.WriteString(w, ": keep-alive\n\n"); err != nil || !flush() {
 				return
 			}
-			flusher.Flush()
 		case <-rt.ctx.Done():
 			return
 		case <-r.Context().Done():
@@ -750,12 +818,14 @@ func (rt *Runtime) serveEvents(w http.ResponseWriter, r *http.Request) {
 
 // sseConn is an events stream's place in the hub: Published events only.
 type sseConn struct {
-	id   string
-	live chan *busMsg
+	id     string
+	live   chan *busMsg
+	behind chan struct{} // signalled when live overflowed
 }
 
 func (s *sseConn) connID() string              { return s.id }
 func (s *sseConn) connParams() json.RawMessage { return nil }
+func (s *sseConn) connGen() uint64             { return 0 }
 func (s *sseConn) deliver(m *busMsg, _ *frameCache) {
 	if m.Seq == 0 {
 		return
@@ -763,7 +833,10 @@ func (s *sseConn) deliver(m *busMsg, _ *frameCache) {
 	select {
 	case s.live <- m:
 	default:
-		// Behind: the next delivered event shows the gap, read from storage.
+		select {
+		case s.behind <- struct{}{}:
+		default:
+		}
 	}
 }
 

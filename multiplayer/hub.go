@@ -33,6 +33,8 @@ type clientConn interface {
 	// attached: a connection the actor sees (OnConnect, keeps it awake);
 	// an events stream is not.
 	attached() bool
+	// connGen is the generation of the instance it connected to.
+	connGen() uint64
 }
 
 // frameCache holds one delivery's encoded frames, so a broadcast to a
@@ -170,7 +172,7 @@ func (rt *Runtime) helloLoop() {
 				if !c.attached() {
 					continue
 				}
-				req.Conns = append(req.Conns, helloConn{ID: c.connID(), Params: c.connParams()})
+				req.Conns = append(req.Conns, helloConn{ID: c.connID(), Params: c.connParams(), Gen: c.connGen()})
 			}
 			if len(req.Conns) == 0 {
 				continue

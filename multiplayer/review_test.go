@@ -172,17 +172,19 @@ func TestReviewHelloDoesNotResurrectDisconnected(t *testing.T) {
 		t.Fatal(err)
 	}
 	node := rt.b.NodeID()
-	must := func(req *hostReq) {
+	must := func(req *hostReq) *hostResp {
 		t.Helper()
 		resp, err := rt.request(ctx, a.ID, req)
 		if err != nil || resp.Err != nil {
 			t.Fatalf("%s: %v %+v", req.Op, err, resp)
 		}
+		return resp
 	}
-	must(&hostReq{Op: opConnect, Conn: "x", Node: node})
+	// The gateway records the generation its connection was made to.
+	gen := must(&hostReq{Op: opConnect, Conn: "x", Node: node}).Gen
 	// helloLoop took its snapshot here (x listed), then x went away:
 	must(&hostReq{Op: opDisconnect, Conn: "x"})
-	must(&hostReq{Op: opHello, Node: node, Conns: []helloConn{{ID: "x"}}})
+	must(&hostReq{Op: opHello, Node: node, Conns: []helloConn{{ID: "x", Gen: gen}}})
 	var n int
 	if err := rt.Call(ctx, "rev", []string{"a"}, "conns", &n); err != nil {
 		t.Fatal(err)
@@ -233,14 +235,12 @@ func TestReviewLongActionNotRunTwice(t *testing.T) {
 	if err := rt.Call(ctx, "rev", []string{"a"}, "nap", nil); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-h.started:
-	case err := <-res:
-		t.Logf("slow answered %v", err)
-	}
+	// The actor sleeps under the running action; the call must get that
+	// action's own answer (once released), not a retry on a new instance.
 	close(h.release)
-	if err := <-res; err == nil && h.slowRuns.Load() != 1 {
-		t.Fatalf("the long action ran %d times for one call", h.slowRuns.Load())
+	err := <-res
+	if n := h.slowRuns.Load(); n != 1 {
+		t.Fatalf("the long action ran %d times for one call (answer %v)", n, err)
 	}
 }
 
@@ -325,8 +325,30 @@ func TestReviewClosedSocketDisconnectsAtOnce(t *testing.T) {
 // example's default 127.0.0.1:6420 listener, and may then drive the
 // workspace (prompts that run an agent on this machine).
 func TestReviewOriginDNSRebinding(t *testing.T) {
-	rt := &Runtime{}
-	if rt.originAllowed("http://attacker.example:6420", "attacker.example:6420") {
-		t.Fatal("a rebinding origin passes as same-origin: the Host header is not checked against the names this server answers to")
+	url := gateway(t, Config{})
+	for _, tc := range []struct {
+		host, origin string
+		want         int
+	}{
+		{"attacker.example:6420", "http://attacker.example:6420", 403}, // rebinding page, same-origin to itself
+		{"attacker.example:6420", "", 403},                             // its same-origin GET sends no Origin
+		{"", "", 200},                                                  // the listener's own address
+		{"localhost:6420", "http://localhost:6420", 200},
+	} {
+		req, _ := http.NewRequestWithContext(t.Context(), "GET", url+"/metadata", nil)
+		if tc.host != "" {
+			req.Host = tc.host
+		}
+		if tc.origin != "" {
+			req.Header.Set("Origin", tc.origin)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("Host %q Origin %q: %d, want %d", tc.host, tc.origin, resp.StatusCode, tc.want)
+		}
 	}
 }

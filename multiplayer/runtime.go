@@ -52,6 +52,12 @@ type Config struct {
 	// may call the gateway, besides its own; "*" allows any. Default none:
 	// a cross-site page is refused (403).
 	AllowedOrigins []string
+	// AllowedHosts lists the Host names (without port) the gateway answers
+	// to, besides IP literals and localhost, which are always allowed.
+	// Default none: a request for any other name is refused (403), so a
+	// page that rebinds its own DNS name to this server cannot pass as
+	// same-origin. Behind a domain, list it here.
+	AllowedHosts []string
 	// MaxMessageSize bounds one incoming WebSocket message or HTTP action
 	// body; default 64 KiB (rivetkit's maxIncomingMessageSize).
 	MaxMessageSize int64
@@ -138,7 +144,6 @@ func (rt *Runtime) Close() error {
 		hubs = append(hubs, h)
 	}
 	rt.mu.Unlock()
-	rt.cancel()
 	for _, h := range hubs {
 		h.closeAll(errStopping)
 	}
@@ -149,6 +154,8 @@ func (rt *Runtime) Close() error {
 		wg.Go(func() { h.shutdown(ctx) })
 	}
 	wg.Wait()
+	// Only now: OnSleep hooks may still broadcast and publish.
+	rt.cancel()
 	rt.wg.Wait()
 	return nil
 }
@@ -472,6 +479,8 @@ type hostReq struct {
 type helloConn struct {
 	ID     string          `json:"id"`
 	Params json.RawMessage `json:"params,omitempty"`
+	// Gen is the generation of the instance the connection connected to.
+	Gen uint64 `json:"gen,omitempty"`
 }
 
 type hostResp struct {
