@@ -58,6 +58,8 @@ type instances struct {
 	list []started
 	// pubErr receives the error of a Publish that failed.
 	pubErr chan error
+	// hanging receives when a "hang" action starts.
+	hanging chan string
 }
 
 type started struct {
@@ -101,6 +103,15 @@ func roomDef(node string, in *instances) multiplayer.Def[roomState, *roomVars] {
 				c.State().Last = seq
 				return seq, c.SaveState(true)
 			}),
+			// hang answers only when its own timeout ends it.
+			"hang": multiplayer.Long(func(c *multiplayer.AsyncCtx[roomState, *roomVars], _ struct{}) (int, error) {
+				select {
+				case in.hanging <- node:
+				default:
+				}
+				<-c.Context().Done()
+				return 0, c.Context().Err()
+			}),
 			"get": multiplayer.Action(func(c *roomCtx, _ struct{}) (roomState, error) {
 				return *c.State(), nil
 			}),
@@ -111,9 +122,13 @@ func roomDef(node string, in *instances) multiplayer.Def[roomState, *roomVars] {
 				return len(c.Conns()), nil
 			}),
 		},
-		Options: multiplayer.Options{SleepTimeout: -1},
+		Options: roomOptions,
 	}
 }
+
+// roomOptions: short action and hook timeouts, so that a gateway gives up
+// on a dead owner's in-flight action quickly.
+var roomOptions = multiplayer.Options{SleepTimeout: -1, ActionTimeout: 2 * time.Second, HookTimeout: time.Second}
 
 var quiet = slog.New(slog.DiscardHandler)
 
@@ -379,7 +394,7 @@ func TestClusterFailover(t *testing.T) {
 	began := time.Now()
 	const ttl = 2 * time.Second
 	srvs := natstest.Cluster(t, 3)
-	in := &instances{pubErr: make(chan error, 1)}
+	in := &instances{pubErr: make(chan error, 1), hanging: make(chan string, 1)}
 	opts := natsbackend.Options{Replicas: 3, LeaseTTL: ttl}
 	a, b, c := startNode(t, "a", srvs[0], opts, in), startNode(t, "b", srvs[1], opts, in), startNode(t, "c", srvs[2], opts, in)
 	t.Logf("3 servers and 3 nodes up in %v", time.Since(began))
@@ -447,6 +462,23 @@ func TestClusterFailover(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("A did not take 20 messages")
 	}
+	// And one action of B's clients is in flight on A when it dies.
+	cl2, _, err := dialRoom(ctx, t, b.url, "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hangSent := time.Now()
+	hung := make(chan error, 1)
+	go func() { hung <- cl2.call(ctx, "hang", nil, new(int)) }()
+	select {
+	case n := <-in.hanging:
+		if n != "a" {
+			t.Fatalf("hang runs on %s, want a", n)
+		}
+	case <-ctx.Done():
+		t.Fatal("the hang action did not start")
+	}
+
 	killed := time.Now()
 	a.kill(srvs[0])
 	close(stop)
@@ -497,7 +529,28 @@ func TestClusterFailover(t *testing.T) {
 			t.Fatalf("say after the failover: %v", err)
 		}
 	}
+	// The action in flight on A when it died gets an answer: the gateway
+	// gives up on it once a live owner would have answered (its
+	// ActionTimeout and HookTimeout, and a second), as a timeout; it is
+	// not sent again (it may have run). Its connection carries on.
+	bound := roomOptions.ActionTimeout + roomOptions.HookTimeout + time.Second
+	var herr error
+	select {
+	case herr = <-hung:
+	case <-time.After(time.Until(hangSent.Add(bound + time.Second))):
+		t.Fatalf("the action in flight on the killed owner has no answer %v after it was sent", time.Since(hangSent))
+	}
+	var ae *actionError
+	if !errors.As(herr, &ae) || ae.code != "action_timed_out" {
+		t.Errorf("the action in flight on the killed owner ended with %v, want action_timed_out", herr)
+	}
+	if d := time.Since(hangSent); d > bound+time.Second {
+		t.Errorf("the action in flight on the killed owner was answered after %v, want within %v", d, bound)
+	}
 	var n int
+	if err := cl2.call(ctx, "conns", nil, &n); err != nil {
+		t.Fatalf("the connection whose action was lost: %v", err)
+	}
 	if err := cl.call(ctx, "conns", nil, &n); err != nil {
 		t.Fatal(err)
 	}
@@ -510,13 +563,14 @@ func TestClusterFailover(t *testing.T) {
 			t.Errorf("the client got event %q %d times, want once (got %q)", want, live[want], cl.events)
 		}
 	}
-	// B's hello (every second) tells the new instance of the connection
-	// it did not see open; bounded poll for it.
-	for n != 1 {
-		if ctx.Err() != nil {
-			t.Fatalf("the new instance sees %d connections, want the client's", n)
+	// B's hello (every second) tells the new instance of the connections
+	// it did not see open; polled (the hello loop has no hook), bounded.
+	for n != 2 {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the new instance sees %d connections, want the two clients'", n)
+		case <-time.After(100 * time.Millisecond):
 		}
-		time.Sleep(100 * time.Millisecond)
 		if err := c.rt.Call(ctx, "room", []string{"r"}, "conns", &n); err != nil {
 			t.Fatal(err)
 		}
@@ -554,7 +608,7 @@ func TestClusterFailover(t *testing.T) {
 // the instance stops at once.
 func TestClusterFencedOwnerStops(t *testing.T) {
 	srvs := natstest.Cluster(t, 1)
-	in := &instances{pubErr: make(chan error, 1)}
+	in := &instances{pubErr: make(chan error, 1), hanging: make(chan string, 1)}
 	opts := natsbackend.Options{Prefix: "fence", LeaseTTL: 30 * time.Second}
 	a := startNode(t, "a", srvs[0], opts, in)
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
