@@ -66,6 +66,7 @@ type instance[S, V any] struct {
 type kind interface {
 	name() string
 	has(action string) bool
+	options() Options
 	start(ctx context.Context, rt *Runtime, owner backend.Owner) (host, error)
 }
 
@@ -77,7 +78,8 @@ type host interface {
 	finished() <-chan struct{}
 }
 
-func (d *Def[S, V]) name() string { return d.Name }
+func (d *Def[S, V]) name() string     { return d.Name }
+func (d *Def[S, V]) options() Options { return d.Options.withDefaults() }
 func (d *Def[S, V]) has(action string) bool {
 	_, ok := d.Actions[action]
 	return ok

@@ -258,7 +258,8 @@ func (rt *Runtime) serveAction(w http.ResponseWriter, r *http.Request) {
 		writeHTTPError(w, 0, err)
 		return
 	}
-	resp, err := rt.request(r.Context(), a.ID, &hostReq{Op: opAction, Name: r.PathValue("action"), Args: args, Params: params, Stateless: true})
+	resp, err := rt.request(r.Context(), a.ID, &hostReq{Op: opAction, Name: r.PathValue("action"), Args: args, Params: params, Stateless: true,
+		within: rt.answerWithin(a.Name)})
 	if err != nil {
 		writeHTTPError(w, 0, err)
 		return
@@ -434,6 +435,7 @@ type wsConn struct {
 	hub     *hub
 	gen     atomic.Uint64 // generation of the instance it connected to
 	actions chan struct{} // bounds the actions in flight
+	within  time.Duration // see Runtime.answerWithin
 
 	out       chan outFrame
 	closeOnce sync.Once
@@ -465,6 +467,7 @@ func (c *wsConn) serve(ctx context.Context, r *http.Request, paramsRaw string) {
 		return
 	}
 	c.actorID = a.ID
+	c.within = c.rt.answerWithin(a.Name)
 	h, err := c.rt.join(a.ID, c)
 	if err != nil {
 		c.fail(err)
@@ -472,7 +475,7 @@ func (c *wsConn) serve(ctx context.Context, r *http.Request, paramsRaw string) {
 	}
 	c.hub = h
 	defer h.leave(c)
-	resp, err := c.rt.request(ctx, a.ID, &hostReq{Op: opConnect, Conn: c.id, Node: c.rt.b.NodeID(), Params: params})
+	resp, err := c.rt.request(ctx, a.ID, &hostReq{Op: opConnect, Conn: c.id, Node: c.rt.b.NodeID(), Params: params, within: c.within})
 	if err == nil && resp.Err != nil {
 		err = resp.Err.toError()
 	}
@@ -672,7 +675,7 @@ func (c *wsConn) readFrame(ctx context.Context) (websocket.MessageType, []byte, 
 
 func (c *wsConn) action(ctx context.Context, msg wire.ToServer, version uint16) {
 	id := msg.ID
-	resp, err := c.rt.request(ctx, c.actorID, &hostReq{Op: opAction, Conn: c.id, Name: msg.Name, Args: msg.Args})
+	resp, err := c.rt.request(ctx, c.actorID, &hostReq{Op: opAction, Conn: c.id, Name: msg.Name, Args: msg.Args, within: c.within})
 	if err == nil && resp.Err != nil {
 		err = resp.Err.toError()
 	}
@@ -724,7 +727,7 @@ func (rt *Runtime) serveEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Authorise as a stateless call would: OnBeforeConnect on the params.
-	resp, err := rt.request(r.Context(), a.ID, &hostReq{Op: opAuthorize, Params: params})
+	resp, err := rt.request(r.Context(), a.ID, &hostReq{Op: opAuthorize, Params: params, within: rt.answerWithin(a.Name)})
 	if err == nil && resp.Err != nil {
 		err = resp.Err.toError()
 	}

@@ -210,7 +210,19 @@ func (rt *Runtime) request(ctx context.Context, actorID string, req *hostReq) (*
 	}
 	wait := 5 * time.Millisecond
 	for {
-		out, err := rt.bus.Request(ctx, actorID, body)
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		if req.within > 0 {
+			actx, cancel = context.WithTimeout(ctx, req.within)
+		}
+		out, err := rt.bus.Request(actx, actorID, body)
+		gaveUp := err != nil && actx.Err() != nil && ctx.Err() == nil
+		cancel()
+		if gaveUp {
+			// No answer in the longest a live owner takes: it died with
+			// the request (a bus does not tell a requester that its
+			// responder is gone). Not sent again: it may have run.
+			return nil, errTimedOut
+		}
 		switch {
 		case err == nil:
 			var resp hostResp
@@ -432,7 +444,7 @@ func (rt *Runtime) Call(ctx context.Context, name string, key []string, action s
 	if err != nil {
 		return err
 	}
-	resp, err := rt.request(ctx, a.ID, &hostReq{Op: opAction, Name: action, Args: raw})
+	resp, err := rt.request(ctx, a.ID, &hostReq{Op: opAction, Name: action, Args: raw, within: rt.answerWithin(name)})
 	if err != nil {
 		return err
 	}
@@ -474,6 +486,23 @@ type hostReq struct {
 	// Stateless marks a gateway's HTTP action: OnBeforeConnect authorises
 	// its params first, as for a connection.
 	Stateless bool `json:"stateless,omitempty"`
+	// within bounds each wait for the owner's answer (0: the caller's ctx
+	// only); see answerWithin. Not sent.
+	within time.Duration
+}
+
+// answerWithin is the longest a live owner of an actor named name takes to
+// answer an action, a connect or an authorisation: its turn waits and runs
+// within ActionTimeout, its hooks within HookTimeout, plus a second of
+// transit. Past it the owner is taken for dead, so that a request in
+// flight when its node died ends instead of waiting forever.
+func (rt *Runtime) answerWithin(name string) time.Duration {
+	k, ok := rt.reg.kinds[name]
+	if !ok {
+		return 0
+	}
+	o := k.options()
+	return o.ActionTimeout + o.HookTimeout + time.Second
 }
 
 type helloConn struct {

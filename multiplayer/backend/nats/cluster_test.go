@@ -9,11 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/sandbox-agent-go/sandbox-agent/multiplayer/backend"
+	"github.com/sandbox-agent-go/sandbox-agent/multiplayer/internal/natstest"
 )
 
 // claimUntil retries Claim while another node owns the actor, until ctx is
@@ -83,7 +80,7 @@ func checkEvents(t *testing.T, b *Backend, id string, gen uint64) []backend.Even
 // closes, writes fail) before its lease expires on the server, and another
 // node claims only after that; then the node takes a new lease.
 func TestLeaseSelfFence(t *testing.T) {
-	s := startServer(t, "")
+	s := startServer(t)
 	opts := Options{Prefix: "sf", LeaseTTL: time.Second}
 	a, b := openNode(t, s, opts), openNode(t, s, opts)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
@@ -136,38 +133,6 @@ func TestLeaseSelfFence(t *testing.T) {
 	mustAppend(t, oa2, "a3")
 }
 
-// startCluster runs three embedded servers routed on loopback.
-func startCluster(t *testing.T) []*server.Server {
-	s0 := startServer(t, "s0")
-	seed := "nats://" + s0.ClusterAddr().String()
-	return []*server.Server{s0, startServer(t, "s1", seed), startServer(t, "s2", seed)}
-}
-
-// moveLeaders asks every stream led by server name to elect another
-// leader, so that killing that server tests the lease, not Raft's
-// election timeout (4–9 s in nats-server).
-func moveLeaders(ctx context.Context, t *testing.T, nc *nats.Conn, js jetstream.JetStream, name string, streams ...string) {
-	t.Helper()
-	for _, st := range streams {
-		for {
-			s, err := js.Stream(ctx, st)
-			if err == nil && s.CachedInfo().Cluster != nil && s.CachedInfo().Cluster.Leader != "" && s.CachedInfo().Cluster.Leader != name {
-				break
-			}
-			if err == nil && s.CachedInfo().Cluster != nil && s.CachedInfo().Cluster.Leader == name {
-				if _, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+st, nil); err != nil {
-					t.Logf("stepdown %s: %v", st, err)
-				}
-			}
-			select {
-			case <-ctx.Done():
-				t.Fatalf("stream %s: leader not moved off %s", st, name)
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
-	}
-}
-
 // TestCluster runs three servers and three nodes (R3): a paused owner is
 // fenced by the stream when it comes back, and a killed owner node's actor
 // is served elsewhere within LeaseTTL + 1 s with no acknowledged event lost.
@@ -176,7 +141,7 @@ func TestCluster(t *testing.T) {
 		t.Skip("3-node cluster")
 	}
 	began := time.Now()
-	srv := startCluster(t)
+	srv := natstest.Cluster(t, 3)
 	const ttl = 2 * time.Second
 	opts := Options{Prefix: "mp", Replicas: 3, LeaseTTL: ttl}
 	nodes := make([]*Backend, 3)
@@ -248,7 +213,9 @@ func TestCluster(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		moveLeaders(ctx, t, heir.nc, heir.js, "s0", "KV_mp_actors", "KV_mp_nodes", "mp_data")
+		// Moved off the server about to die, so that its death tests the
+		// lease rather than Raft's election timeout.
+		natstest.MoveLeaders(ctx, t, heir.nc, srv[0].Name(), "KV_mp_actors", "KV_mp_nodes", "mp_data")
 		// The owner appends as fast as it can until it dies; acked holds
 		// every Seq JetStream acknowledged.
 		var acked []uint64

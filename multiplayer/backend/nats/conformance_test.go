@@ -14,7 +14,7 @@ import (
 // subtest gets its own Prefix (so its own buckets and stream) and two
 // nodes.
 func TestConformance(t *testing.T) {
-	s := startServer(t, "")
+	s := startServer(t)
 	backendtest.Run(t, func(t *testing.T) backendtest.Deployment {
 		prefix := fmt.Sprintf("c%d", prefixes.Add(1))
 		opts := Options{Prefix: prefix, LeaseTTL: 5 * time.Second} // Expire needs no waiting; a long TTL keeps a loaded machine from fencing

@@ -10,8 +10,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"go.uber.org/goleak"
+
+	"github.com/sandbox-agent-go/sandbox-agent/multiplayer/internal/natstest"
 )
 
 // TestMain checks that nothing outlives the tests: not our goroutines
@@ -23,45 +24,8 @@ func TestMain(m *testing.M) {
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// startServer runs an embedded nats-server with JetStream on 127.0.0.1,
-// ports picked by the OS, storage under t.TempDir(). With name and
-// routes set it joins a cluster.
-func startServer(t *testing.T, name string, routes ...string) *server.Server {
-	t.Helper()
-	o := &server.Options{
-		ServerName: name,
-		Host:       "127.0.0.1",
-		Port:       -1,
-		JetStream:  true,
-		StoreDir:   t.TempDir(),
-		NoLog:      true,
-		NoSigs:     true,
-	}
-	if name != "" {
-		o.Cluster = server.ClusterOpts{Name: "mp-test", Host: "127.0.0.1", Port: -1}
-		o.Routes = server.RoutesFromStr(joinURLs(routes))
-	}
-	s, err := server.NewServer(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	return s
-}
-
-func connect(t *testing.T, s *server.Server) *nats.Conn {
-	t.Helper()
-	nc, err := nats.Connect(s.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
-}
+// startServer runs a standalone embedded server with JetStream.
+func startServer(t *testing.T) *server.Server { return natstest.Cluster(t, 1)[0] }
 
 var prefixes atomic.Int64
 
@@ -72,7 +36,7 @@ func openNode(t *testing.T, s *server.Server, o Options) *Backend {
 	if o.Prefix == "" {
 		o.Prefix = fmt.Sprintf("t%d", prefixes.Add(1))
 	}
-	o.Conn = connect(t, s)
+	o.Conn = natstest.Connect(t, s.ClientURL())
 	if o.Logger == nil {
 		o.Logger = quiet
 	}

@@ -8,9 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/sandbox-agent-go/sandbox-agent/multiplayer/backend"
+	"github.com/sandbox-agent-go/sandbox-agent/multiplayer/internal/natstest"
 )
 
 // proxy forwards TCP between a client and a server on loopback. hold()
@@ -122,7 +121,7 @@ func (p *proxy) close() {
 // are refused by the stream, so nothing of A's generation lands after B's
 // claim; A then takes a new lease.
 func TestPartitionDelayedWrites(t *testing.T) {
-	s := startServer(t, "")
+	s := startServer(t)
 	p := startProxy(t, s.Addr().String())
 	opts := Options{Prefix: "pt", LeaseTTL: time.Second}
 	a := openVia(t, p.url(), opts)
@@ -190,12 +189,7 @@ func TestPartitionDelayedWrites(t *testing.T) {
 // openVia opens a node on a connection to url (a proxy).
 func openVia(t *testing.T, url string, o Options) *Backend {
 	t.Helper()
-	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	o.Conn, o.Logger = nc, quiet
+	o.Conn, o.Logger = natstest.Connect(t, url), quiet
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	b, err := Open(ctx, o)

@@ -12,7 +12,7 @@ import (
 // still its own, the next write rereads it and goes through, and Append
 // continues the Seq without a duplicate.
 func TestResyncAfterUnseenWrite(t *testing.T) {
-	s := startServer(t, "")
+	s := startServer(t)
 	b := openNode(t, s, Options{})
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
@@ -62,7 +62,7 @@ func TestResyncAfterUnseenWrite(t *testing.T) {
 // renewal finds its own epoch there and carries on instead of fencing. A
 // lease with another epoch is lost.
 func TestRenewAdoptsLateRenewal(t *testing.T) {
-	s := startServer(t, "")
+	s := startServer(t)
 	b := openNode(t, s, Options{LeaseTTL: 5 * time.Second})
 	b.blockRenew.Store(true) // the loop stays out of the way; no fence within 4 s
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
