@@ -31,14 +31,16 @@ trap 'kill $rk $go 2>/dev/null || true' EXIT
 go=
 ready=$(wait_ready "$out/rivet.log")
 pids="$(field "$ready" pid),$(field "$ready" enginePid)"
-"$out/driver" -endpoint "$(field "$ready" endpoint)" -pid "$pids" -label rivetkit -json "$out/rivetkit.json" "$@"
+# rivetkit's stack fails some benches under load (route_resolve_query_timeout);
+# the driver still writes what it measured, and the run goes on.
+"$out/driver" -endpoint "$(field "$ready" endpoint)" -pid "$pids" -label rivetkit -json "$out/rivetkit.json" "$@" || echo "(rivetkit: some benches failed; see above)"
 kill -INT $rk; wait $rk 2>/dev/null || true
 
 echo "== Go (multiplayer, local backend)"
 "$out/mpserver" -listen 127.0.0.1:6620 -sleepy-sleep 1s >"$out/go.log" 2>&1 &
 go=$!
 ready=$(wait_ready "$out/go.log")
-"$out/driver" -endpoint "$(field "$ready" endpoint)" -pid "$(field "$ready" pid)" -label go -json "$out/go.json" "$@"
+"$out/driver" -endpoint "$(field "$ready" endpoint)" -pid "$(field "$ready" pid)" -label go -json "$out/go.json" "$@" || echo "(go: some benches failed; see above)"
 kill -INT $go; wait $go 2>/dev/null || true
 
 node -e '
