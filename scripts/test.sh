@@ -18,9 +18,14 @@ if ! (cd compat && npm ci --no-audit --no-fund --loglevel=error); then
   exit 1
 fi
 
-step "npm ci (multiplayer/compat: the official rivetkit client 2.3.19, 2.2.1, 2.0.33, playwright-core; pinned)"
-if ! (cd multiplayer/compat && npm ci --no-audit --no-fund --loglevel=error); then
-  echo "npm ci failed: the npm registry must be reachable to install the pinned rivetkit clients" >&2
+step "npm install (multiplayer/compat: the official rivetkit client 2.3.19, 2.2.1, 2.0.33, playwright-core; pinned)"
+# npm install, not npm ci: the registry here lacks rivetkit's optional
+# per-platform packages for other systems, so the lock file cannot list them
+# and npm ci refuses it. npm install takes the lock's exact versions and
+# integrity for everything else; the lock must come out unchanged.
+if ! (cd multiplayer/compat && npm install --no-audit --no-fund --loglevel=error &&
+  git diff --exit-code --quiet -- package-lock.json 2>/dev/null || [ ! -d ../../.git ]); then
+  echo "npm install failed or changed package-lock.json: the npm registry must be reachable to install the pinned rivetkit clients" >&2
   exit 1
 fi
 

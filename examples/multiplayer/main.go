@@ -195,19 +195,20 @@ func main() {
 	agent := flag.String("agent", "mock", "agent of the workspace sessions")
 	serverURL := flag.String("server-url", "", "an existing sandbox-agent server (default: start a local one per workspace)")
 	origins := flag.String("allow-origin", "", "comma-separated extra browser origins allowed to connect")
+	hosts := flag.String("allow-host", "", "comma-separated host names this server answers to besides IPs and localhost (when served under a domain)")
 	flag.Parse()
 	if *dataDir == "" && *natsURL == "" {
 		*dataDir = "multiplayer-data"
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	if err := run(*listen, *dataDir, *natsURL, *origins, &config{agent: *agent, serverURL: *serverURL,
+	if err := run(*listen, *dataDir, *natsURL, *origins, *hosts, &config{agent: *agent, serverURL: *serverURL,
 		token: os.Getenv("SANDBOX_AGENT_TOKEN")}, log); err != nil {
 		log.Error("multiplayer", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(listen, dataDir, natsURL, origins string, cfg *config, log *slog.Logger) error {
+func run(listen, dataDir, natsURL, origins, hosts string, cfg *config, log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if dataDir != "" {
@@ -226,7 +227,8 @@ func run(listen, dataDir, natsURL, origins string, cfg *config, log *slog.Logger
 	defer b.Close()
 	reg := multiplayer.NewRegistry()
 	multiplayer.Register(reg, workspace(cfg))
-	rt, err := multiplayer.Open(ctx, reg, multiplayer.Config{Backend: b, Logger: log, AllowedOrigins: multiplayer.SplitOrigins(origins)})
+	rt, err := multiplayer.Open(ctx, reg, multiplayer.Config{Backend: b, Logger: log, AllowedOrigins: multiplayer.SplitOrigins(origins),
+		AllowedHosts: multiplayer.SplitOrigins(hosts)})
 	if err != nil {
 		return err
 	}
