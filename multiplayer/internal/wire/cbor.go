@@ -197,27 +197,8 @@ func (r *cborReader) value(dst []byte, compat bool) (_ []byte, undef bool, err e
 			}
 			r.i = save
 		}
-		dst = append(dst, '[')
-		for n := uint64(0); ; n++ {
-			if arg == indefinite {
-				if r.isBreak() {
-					break
-				}
-			} else if n == arg {
-				break
-			}
-			if n > 0 {
-				dst = append(dst, ',')
-			}
-			var u bool
-			if dst, u, err = r.value(dst, compat); err != nil {
-				return dst, false, err
-			}
-			if u {
-				dst = append(dst, "null"...)
-			}
-		}
-		return append(dst, ']'), false, nil
+		dst, err = r.array(dst, arg, compat)
+		return dst, false, err
 	case 5:
 		dst = append(dst, '{')
 		written := 0
@@ -275,6 +256,35 @@ func (r *cborReader) value(dst []byte, compat bool) (_ []byte, undef bool, err e
 // key appends a map key as a JSON object key. cbor-x writes object keys as
 // text; integer keys (from a JavaScript Map) become their decimal string, as
 // they would as JavaScript object keys.
+// array converts n items (up to a break when n is indefinite) to a JSON
+// array; an undefined item becomes null, as JSON has no undefined.
+func (r *cborReader) array(dst []byte, n uint64, compat bool) ([]byte, error) {
+	dst = append(dst, '[')
+	for k := uint64(0); ; k++ {
+		if n == indefinite {
+			if r.isBreak() {
+				break
+			}
+		} else if k == n {
+			break
+		}
+		if k > 0 {
+			dst = append(dst, ',')
+		}
+		var (
+			u   bool
+			err error
+		)
+		if dst, u, err = r.value(dst, compat); err != nil {
+			return dst, err
+		}
+		if u {
+			dst = append(dst, "null"...)
+		}
+	}
+	return append(dst, ']'), nil
+}
+
 func (r *cborReader) key(dst []byte) ([]byte, error) {
 	major, _, arg, err := r.head()
 	if err != nil {
@@ -338,27 +348,8 @@ func (r *cborReader) tagged(dst, tag []byte) (_ []byte, undef bool, err error) {
 		if err != nil {
 			return dst, false, err
 		}
-		dst = append(dst, '[')
-		for k := uint64(0); ; k++ {
-			if n == indefinite {
-				if r.isBreak() {
-					break
-				}
-			} else if k == n {
-				break
-			}
-			if k > 0 {
-				dst = append(dst, ',')
-			}
-			var u bool
-			if dst, u, err = r.value(dst, true); err != nil {
-				return dst, false, err
-			}
-			if u {
-				dst = append(dst, "null"...)
-			}
-		}
-		return append(dst, ']'), false, nil
+		dst, err = r.array(dst, n, true)
+		return dst, false, err
 	}
 	if len(tag) < 2 || tag[1] != '$' {
 		return dst, false, badValue("unknown JSON-compat tag %q", tag)
