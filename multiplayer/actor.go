@@ -387,6 +387,9 @@ func (in *instance[S, V]) handle(ctx context.Context, req *hostReq) *hostResp {
 				return
 			}
 			delete(in.conns, req.Conn)
+			in.kickMu.Lock()
+			delete(in.kicked, req.Conn)
+			in.kickMu.Unlock()
 			in.touched = true
 			if in.def.OnDisconnect != nil {
 				in.def.OnDisconnect(in.ctxFor(in.ctx, c), c)
@@ -698,10 +701,17 @@ type InitCtx struct {
 	rec backend.Actor
 }
 
+// Context bounds CreateState (HookTimeout).
 func (c *InitCtx) Context() context.Context { return c.ctx }
-func (c *InitCtx) ActorID() string          { return c.rec.ID }
-func (c *InitCtx) Name() string             { return c.rec.Name }
-func (c *InitCtx) Key() []string            { return slices.Clone(c.rec.Key) }
+
+// ActorID is the actor's id (stable for its life).
+func (c *InitCtx) ActorID() string { return c.rec.ID }
+
+// Name is the actor's type name.
+func (c *InitCtx) Name() string { return c.rec.Name }
+
+// Key is the actor's key (a copy).
+func (c *InitCtx) Key() []string { return slices.Clone(c.rec.Key) }
 
 // base holds what both contexts offer and is safe from any goroutine.
 type base[S, V any] struct {
@@ -833,11 +843,23 @@ func (c *base[S, V]) Context() context.Context { return c.ctx }
 // for work that outlives one action (subscriptions made in CreateVars).
 func (c *base[S, V]) ActorContext() context.Context { return c.in.ctx }
 
-func (c *base[S, V]) Vars() V              { return c.in.vars }
-func (c *base[S, V]) ActorID() string      { return c.in.rec.ID }
-func (c *base[S, V]) Name() string         { return c.in.rec.Name }
-func (c *base[S, V]) Key() []string        { return slices.Clone(c.in.rec.Key) }
-func (c *base[S, V]) Generation() uint64   { return c.in.owner.Generation() }
+// Vars are what CreateVars made at this wake.
+func (c *base[S, V]) Vars() V { return c.in.vars }
+
+// ActorID is the actor's id (stable for its life).
+func (c *base[S, V]) ActorID() string { return c.in.rec.ID }
+
+// Name is the actor's type name.
+func (c *base[S, V]) Name() string { return c.in.rec.Name }
+
+// Key is the actor's key (a copy).
+func (c *base[S, V]) Key() []string { return slices.Clone(c.in.rec.Key) }
+
+// Generation grows by one each time the actor wakes on any node; errors
+// and events carry it.
+func (c *base[S, V]) Generation() uint64 { return c.in.owner.Generation() }
+
+// Logger logs with the actor's name, id and generation.
 func (c *base[S, V]) Logger() *slog.Logger { return c.in.log }
 
 // Conn is the connection that called the action (nil for a server-side or

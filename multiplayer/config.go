@@ -28,7 +28,8 @@ type BackendConfig struct {
 	Replicas int
 	// LeaseTTL on NATS: the failover time after a crash (default 10 s).
 	LeaseTTL time.Duration
-	Logger   *slog.Logger
+	// Logger of the backend; default slog.Default().
+	Logger *slog.Logger
 }
 
 // BackendConfigFromEnv reads SANDBOX_AGENT_MP_NATS_URL,

@@ -83,6 +83,7 @@ type Def[S, V any] struct {
 	OnDisconnect func(c *Ctx[S, V], conn *Conn)
 	// Actions by name; build them with Action or Long.
 	Actions map[string]ActionFunc[S, V]
+	// Options tune this actor type (timeouts, sleep, save throttle).
 	Options Options
 }
 
@@ -155,9 +156,13 @@ func decodeArgs(args json.RawMessage, in any) error {
 // UserError for their own errors; any other error reaches the client as
 // ("actor","internal_error") without its text.
 type Error struct {
-	Group    string
-	Code     string
-	Message  string
+	// Group and Code classify it ("user" and the action's code for a
+	// UserError); clients branch on them.
+	Group string
+	Code  string
+	// Message is for people.
+	Message string
+	// Metadata is any JSON-encodable detail (nil: none).
 	Metadata any
 	// kick: a Disconnect by the actor (WebSocket close 1000, as Rivet).
 	kick bool
