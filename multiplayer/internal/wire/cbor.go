@@ -367,18 +367,23 @@ func (r *cborReader) tagged(dst, tag []byte) (_ []byte, undef bool, err error) {
 	return append(dst, ']'), false, nil
 }
 
+// byteString reads the byte string a tag wraps; what names it in the error.
+func (r *cborReader) byteString(what string) ([]byte, error) {
+	major, _, arg, err := r.head()
+	if err != nil {
+		return nil, err
+	}
+	if major != 2 {
+		return nil, badValue("%s", what)
+	}
+	return r.str(2, arg, nil)
+}
+
 // tag converts the tagged items cbor-x produces for plain values.
 func (r *cborReader) tag(dst []byte, number uint64, compat bool) (_ []byte, undef bool, err error) {
 	switch number {
 	case 2, 3: // bignum: a v2/v3 client's bigint beyond 64 bits
-		major, _, arg, err := r.head()
-		if err != nil {
-			return dst, false, err
-		}
-		if major != 2 {
-			return dst, false, badValue("bignum content is not a byte string")
-		}
-		b, err := r.str(2, arg, nil)
+		b, err := r.byteString("bignum content is not a byte string")
 		if err != nil {
 			return dst, false, err
 		}
@@ -430,14 +435,7 @@ func (r *cborReader) tag(dst []byte, number uint64, compat bool) (_ []byte, unde
 		}
 		return appendJSONString(dst, s), false, nil
 	case 64: // uint8 typed array
-		major, _, arg, err := r.head()
-		if err != nil {
-			return dst, false, err
-		}
-		if major != 2 {
-			return dst, false, badValue("typed array content is not a byte string")
-		}
-		b, err := r.str(2, arg, nil)
+		b, err := r.byteString("typed array content is not a byte string")
 		if err != nil {
 			return dst, false, err
 		}
