@@ -86,6 +86,20 @@ func (n *Node) Bus() backend.Bus { return bus{n} }
 
 func lookupKey(name string, key []string) string { return name + "\x00" + backend.CanonicalKey(key) }
 
+// lock takes the World's lock for a call of this node: the ctx must be
+// live and the node open.
+func (n *Node) lock(ctx context.Context) (unlock func(), err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	n.w.mu.Lock()
+	if err := n.check(); err != nil {
+		n.w.mu.Unlock()
+		return nil, err
+	}
+	return n.w.mu.Unlock, nil
+}
+
 func (n *Node) check() error {
 	if n.closed {
 		return backend.ErrClosed
@@ -94,15 +108,12 @@ func (n *Node) check() error {
 }
 
 func (n *Node) GetOrCreate(ctx context.Context, name string, key []string, input json.RawMessage) (backend.Actor, bool, error) {
-	if err := ctx.Err(); err != nil {
-		return backend.Actor{}, false, err
-	}
 	w := n.w
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if err := n.check(); err != nil {
+	unlock, err := n.lock(ctx)
+	if err != nil {
 		return backend.Actor{}, false, err
 	}
+	defer unlock()
 	if id, ok := w.byKey[lookupKey(name, key)]; ok {
 		return w.actors[id].rec, false, nil
 	}
@@ -119,15 +130,12 @@ func (w *World) create(name string, key []string, input json.RawMessage) backend
 }
 
 func (n *Node) Create(ctx context.Context, name string, key []string, input json.RawMessage) (backend.Actor, error) {
-	if err := ctx.Err(); err != nil {
-		return backend.Actor{}, err
-	}
 	w := n.w
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if err := n.check(); err != nil {
+	unlock, err := n.lock(ctx)
+	if err != nil {
 		return backend.Actor{}, err
 	}
+	defer unlock()
 	if _, ok := w.byKey[lookupKey(name, key)]; ok {
 		return backend.Actor{}, fmt.Errorf("create %s %q: %w", name, key, backend.ErrDuplicateKey)
 	}
@@ -135,15 +143,12 @@ func (n *Node) Create(ctx context.Context, name string, key []string, input json
 }
 
 func (n *Node) Get(ctx context.Context, name string, key []string) (backend.Actor, error) {
-	if err := ctx.Err(); err != nil {
-		return backend.Actor{}, err
-	}
 	w := n.w
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if err := n.check(); err != nil {
+	unlock, err := n.lock(ctx)
+	if err != nil {
 		return backend.Actor{}, err
 	}
+	defer unlock()
 	id, ok := w.byKey[lookupKey(name, key)]
 	if !ok {
 		return backend.Actor{}, fmt.Errorf("actor %s %q: %w", name, key, backend.ErrNotFound)
@@ -152,15 +157,12 @@ func (n *Node) Get(ctx context.Context, name string, key []string) (backend.Acto
 }
 
 func (n *Node) Lookup(ctx context.Context, actorID string) (backend.Actor, error) {
-	if err := ctx.Err(); err != nil {
-		return backend.Actor{}, err
-	}
 	w := n.w
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if err := n.check(); err != nil {
+	unlock, err := n.lock(ctx)
+	if err != nil {
 		return backend.Actor{}, err
 	}
+	defer unlock()
 	a, ok := w.actors[actorID]
 	if !ok {
 		return backend.Actor{}, fmt.Errorf("actor %s: %w", actorID, backend.ErrNotFound)
@@ -169,15 +171,12 @@ func (n *Node) Lookup(ctx context.Context, actorID string) (backend.Actor, error
 }
 
 func (n *Node) Claim(ctx context.Context, actorID string) (backend.Owner, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
 	w := n.w
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if err := n.check(); err != nil {
+	unlock, err := n.lock(ctx)
+	if err != nil {
 		return nil, err
 	}
+	defer unlock()
 	a, ok := w.actors[actorID]
 	if !ok {
 		return nil, fmt.Errorf("claim %s: %w", actorID, backend.ErrNotFound)
@@ -203,15 +202,12 @@ func (w *World) Expire(actorID string) {
 }
 
 func (n *Node) Events(ctx context.Context, actorID string, after uint64, limit int) ([]backend.Event, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
 	w := n.w
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if err := n.check(); err != nil {
+	unlock, err := n.lock(ctx)
+	if err != nil {
 		return nil, err
 	}
+	defer unlock()
 	a, ok := w.actors[actorID]
 	if !ok {
 		return nil, fmt.Errorf("events of %s: %w", actorID, backend.ErrNotFound)
@@ -227,15 +223,12 @@ func (n *Node) Events(ctx context.Context, actorID string, after uint64, limit i
 }
 
 func (n *Node) DueSchedules(ctx context.Context, now time.Time, limit int) ([]backend.Schedule, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
 	w := n.w
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if err := n.check(); err != nil {
+	unlock, err := n.lock(ctx)
+	if err != nil {
 		return nil, err
 	}
+	defer unlock()
 	var due []backend.Schedule
 	for _, a := range w.actors {
 		for _, s := range a.schedules {
