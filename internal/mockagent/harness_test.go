@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/syncbuf"
+
 	acp "github.com/coder/acp-go-sdk"
 	"go.uber.org/goleak"
 
@@ -43,23 +45,8 @@ func recv[T any](t *testing.T, ch <-chan T, what string) T {
 
 var discardLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer: see internal/testutil/syncbuf.
+type syncBuffer = syncbuf.Buffer
 
 // testClient is an acp.Client that records what the agent sends and answers
 // permission, fs and terminal requests.

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sandbox-agent-go/sandbox-agent/internal/testutil/syncbuf"
+
 	"github.com/coder/quartz"
 
 	"github.com/sandbox-agent-go/sandbox-agent/multiplayer/backend"
@@ -256,23 +258,8 @@ func TestClock(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink for the tests.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer: see internal/testutil/syncbuf.
+type syncBuffer = syncbuf.Buffer
 
 // TestSlowSubscriber: a subscriber that does not keep up has its queue
 // fill, then misses messages; the publisher never waits for it (Publish
